@@ -1,0 +1,40 @@
+/*
+ * A bound TCP listener shared by the HTTP, agent-check and SPOP
+ * responders: it resolves the listen address, enforces allow_from
+ * (a refused client is closed without a byte and counted) and hands
+ * accepted sockets to its owner.
+ */
+#ifndef PGBDR_LISTENER_H
+#define PGBDR_LISTENER_H
+
+#include <event2/util.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "units.h"
+
+struct event_base;
+struct listener;
+
+typedef void (*listener_accept_cb)(void *arg, evutil_socket_t fd,
+				   struct sockaddr *sa, int socklen);
+
+struct listener_stats {
+	uint64_t accepted;
+	uint64_t refused; /* by allow_from */
+};
+
+/* allow and log must outlive the listener. */
+struct listener *listener_new(struct event_base *base, const struct listen_addr *addr,
+			      const struct cidr_list *allow, const struct logger *log,
+			      const char *what, listener_accept_cb cb, void *arg,
+			      char *err, size_t errlen);
+void listener_free(struct listener *l);
+const struct listener_stats *listener_stats(const struct listener *l);
+
+/* The bound port (useful when the config asked for port 0). */
+int listener_port(const struct listener *l);
+
+#endif

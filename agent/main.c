@@ -1,0 +1,224 @@
+/*
+ * pgbdr-agent: command line, modes (daemon, --once, --inetd,
+ * --check-config) and signal handling around the daemon context.
+ */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "http.h"
+#include "inetd.h"
+#include "render.h"
+
+#define DEFAULT_CONFIG "/etc/pgbdr-agent/pgbdr-agent.ini"
+
+enum run_mode {
+	MODE_DAEMON,
+	MODE_CHECK_CONFIG,
+	MODE_ONCE,
+	MODE_INETD,
+};
+
+struct options {
+	const char *config_path;
+	enum run_mode mode;
+	bool json;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: pgbdr-agent [-c FILE] [--check-config | --once [--json] | --inetd]\n"
+		"\n"
+		"Health agent for HAProxy in front of PostgreSQL multi-master clusters.\n"
+		"\n"
+		"  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+		"      --check-config  validate the configuration and exit 0 or 1\n"
+		"      --once          probe every node once, print the status, exit 0 if\n"
+		"                      the default node is ready or degraded, else 1\n"
+		"      --json          with --once: print the /status JSON document\n"
+		"      --inetd         answer one HTTP check on stdin/stdout (xinetd)\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n");
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'k' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "inetd", no_argument, NULL, 'i' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->config_path = DEFAULT_CONFIG;
+	while ((c = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config_path = optarg;
+			break;
+		case 'k':
+			o->mode = MODE_CHECK_CONFIG;
+			break;
+		case 'o':
+			o->mode = MODE_ONCE;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'i':
+			o->mode = MODE_INETD;
+			break;
+		case 'V':
+			printf("pgbdr-agent %s\n", PGBDR_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pgbdr-agent: unexpected argument: %s\n", argv[optind]);
+		return -1;
+	}
+	if (o->json && o->mode != MODE_ONCE) {
+		fprintf(stderr, "pgbdr-agent: --json goes with --once\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int load_config(const char *path, struct agent_config *cfg)
+{
+	struct config_error err;
+	char msg[600];
+
+	if (config_load(path, cfg, &err) == 0)
+		return 0;
+	config_error_format(&err, msg, sizeof(msg));
+	fprintf(stderr, "pgbdr-agent: %s\n", msg);
+	return -1;
+}
+
+static void print_buffer(struct evbuffer *buf, FILE *out)
+{
+	size_t len = evbuffer_get_length(buf);
+
+	fwrite(evbuffer_pullup(buf, -1), 1, len, out);
+	fflush(out);
+}
+
+static int run_once(struct agent *a, bool json)
+{
+	struct evbuffer *out = evbuffer_new();
+	const struct node *def;
+
+	if (!out)
+		return 1;
+	agent_run_first_round(a);
+	if (json)
+		render_status_json(a, out);
+	else
+		render_status_table(a, out);
+	print_buffer(out, stdout);
+	evbuffer_free(out);
+	def = agent_default_node(a);
+	return def && state_is_serving(def->status.state) ? 0 : 1;
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *a = arg;
+
+	log_info(&a->log, "received %s, shutting down", strsignal((int)sig));
+	event_base_loopexit(a->base, NULL);
+}
+
+static int run_daemon(struct agent *a)
+{
+	char err[300];
+	struct event *sigterm, *sigint;
+
+	a->http = http_server_new(a, &a->config.http_listen, err, sizeof(err));
+	if (!a->http) {
+		log_error(&a->log, "%s", err);
+		return 1;
+	}
+	sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
+	sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+
+	log_info(&a->log, "pgbdr-agent %s: %d node(s), http on %s:%d", PGBDR_VERSION,
+		 a->n_nodes, a->config.http_listen.host[0] ? a->config.http_listen.host : "*",
+		 a->config.http_listen.port);
+	agent_start_pollers(a);
+	event_base_dispatch(a->base);
+
+	event_free(sigterm);
+	event_free(sigint);
+	http_server_free(a->http);
+	a->http = NULL;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options opts = { 0 };
+	struct agent_config cfg;
+	struct agent agent;
+	int rc;
+
+	if (parse_options(argc, argv, &opts) < 0)
+		return 2;
+	if (load_config(opts.config_path, &cfg) < 0)
+		return 1;
+	if (opts.mode == MODE_CHECK_CONFIG) {
+		printf("%s: configuration OK, %d node(s)\n", opts.config_path, cfg.n_nodes);
+		config_free(&cfg);
+		return 0;
+	}
+	/* one probe decides: hysteresis needs a history these modes lack */
+	if (opts.mode == MODE_ONCE || opts.mode == MODE_INETD) {
+		cfg.policy.rise = 1;
+		cfg.policy.fall = 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (agent_init(&agent, &cfg) < 0) {
+		fprintf(stderr, "pgbdr-agent: cannot initialise the event loop\n");
+		agent_free(&agent);
+		return 1;
+	}
+	/* xinetd connects stderr to the client too; --once prints its own */
+	if (opts.mode == MODE_INETD)
+		agent.log.silent = true;
+	else if (opts.mode == MODE_ONCE && agent.log.level > LOG_LEVEL_WARNING)
+		agent.log.level = LOG_LEVEL_WARNING;
+	switch (opts.mode) {
+	case MODE_ONCE:
+		rc = run_once(&agent, opts.json);
+		break;
+	case MODE_INETD:
+		rc = inetd_serve(&agent, STDIN_FILENO, STDOUT_FILENO);
+		break;
+	default:
+		rc = run_daemon(&agent);
+		break;
+	}
+	agent_free(&agent);
+	return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * Probes: the only SQL the agent runs. A connection is first
+ * "detected" once (server version, flavor, catalog columns), then the
+ * flavor's probe query runs every interval and its result is parsed
+ * into node_facts. Nothing here does I/O; the poller sends the text.
+ */
+#ifndef PGBDR_PROBE_H
+#define PGBDR_PROBE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "status.h"
+
+/* What one connection learned at connect time; stable until reconnect. */
+struct conn_caps {
+	int server_version;        /* server_version_num */
+	bool in_recovery;
+	bool has_bdr1;             /* bdr.bdr_get_local_node_name() exists */
+	bool has_pgd;              /* bdr.local_node_summary exists */
+	bool has_pglogical;
+	bool has_spock;
+	int n_subscriptions;       /* rows in pg_stat_subscription */
+	int n_walsenders;          /* rows in pg_stat_replication */
+	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
+	enum flavor flavor;        /* detected, or forced by the config */
+};
+
+struct probe_ops {
+	enum flavor flavor;
+	/* The query for this connection; static text picked by version. */
+	const char *(*query)(const struct conn_caps *caps);
+	/* Fill facts from a PGRES_TUPLES_OK result of that query. */
+	void (*parse)(const PGresult *res, const struct conn_caps *caps,
+		      struct node_facts *facts);
+};
+
+const char *probe_detect_query(void);
+
+/*
+ * Parse the detect result into caps and choose the flavor (forced
+ * wins). Returns 0, or -1 with a reason in err.
+ */
+int probe_detect_parse(const PGresult *res, enum flavor forced,
+		       struct conn_caps *caps, char *err, size_t errlen);
+
+/* The probe for a flavor; never NULL for a detected flavor. */
+const struct probe_ops *probe_for_flavor(enum flavor flavor);
+
+/* Shared helpers for the per-flavor parsers. */
+bool probe_result_shape_ok(const PGresult *res, int nfields,
+			   struct node_facts *facts);
+bool pq_is_null(const PGresult *res, int col);
+bool pq_bool(const PGresult *res, int col);
+long long pq_int64(const PGresult *res, int col);
+double pq_double(const PGresult *res, int col);
+const char *pq_text(const PGresult *res, int col); /* "" for NULL */
+
+/* Set *_known and value from a nullable column. */
+void probe_take_lag_bytes(const PGresult *res, int col, struct node_facts *facts);
+void probe_take_lag_seconds(const PGresult *res, int col, struct node_facts *facts);
+
+/* printf into a REASON_MAX buffer, truncating safely. */
+void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+extern const struct probe_ops probe_bdr_ops;
+extern const struct probe_ops probe_physical_ops;
+extern const struct probe_ops probe_pglogical_ops;
+extern const struct probe_ops probe_plain_ops;
+
+#endif

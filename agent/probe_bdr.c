@@ -1,0 +1,116 @@
+/*
+ * BDR 1/2: the local node's row in bdr.bdr_nodes, whether BDR is
+ * active in this database, and the slots peers replicate through.
+ * Needs SELECT on bdr.bdr_nodes and bdr.bdr_node_slots only.
+ */
+#include <string.h>
+
+#include <stdio.h>
+
+#include "probe.h"
+
+enum {
+	COL_LOCAL_NAME,
+	COL_NODE_STATUS,
+	COL_ACTIVE,
+	COL_READ_ONLY,
+	COL_PEERS,
+	COL_PEERS_DOWN,
+	COL_PEERS_DOWN_NAMES,
+	COL_LAG_BYTES,
+	N_COLS
+};
+
+/*
+ * The SQL is assembled from a few fixed parts chosen per connection:
+ * node_read_only only exists from BDR 1.0 on, and BDR 1 runs on 9.4
+ * where the LSN functions still carry "xlog" names.
+ */
+#define BDR_SELECT(read_only, lag_expr) \
+	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), " read_only "," \
+	" (SELECT count(*) FROM bdr.bdr_node_slots)::int," \
+	" (SELECT count(*) FROM bdr.bdr_node_slots WHERE NOT walsender_active)::int," \
+	" (SELECT string_agg(node_name, ', ' ORDER BY node_name) FROM bdr.bdr_node_slots" \
+	"   WHERE NOT walsender_active)," \
+	" (SELECT max(" lag_expr ")::bigint FROM bdr.bdr_node_slots WHERE walsender_active)" \
+	" FROM (SELECT bdr.bdr_get_local_node_name() AS name) l" \
+	" LEFT JOIN bdr.bdr_nodes n ON n.node_name = l.name"
+
+#define LAG_WAL "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_location)"
+#define LAG_XLOG "pg_xlog_location_diff(pg_current_xlog_location(), replay_location)"
+
+static const char *bdr_query(const struct conn_caps *caps)
+{
+	bool wal_names = caps->server_version >= 100000;
+
+	if (caps->bdr_has_read_only)
+		return wal_names ? BDR_SELECT("n.node_read_only", LAG_WAL)
+				 : BDR_SELECT("n.node_read_only", LAG_XLOG);
+	return wal_names ? BDR_SELECT("false", LAG_WAL) : BDR_SELECT("false", LAG_XLOG);
+}
+
+/* BDR's node_status codes (bdr.h, BDR_NODE_STATUS_*). */
+static const char *join_phase(char code)
+{
+	switch (code) {
+	case 'b':
+		return "beginning to join";
+	case 'i':
+		return "copying initial data";
+	case 'c':
+		return "catching up";
+	case 'o':
+		return "creating outbound slots";
+	default:
+		return NULL;
+	}
+}
+
+static void judge_node_status(const char *status, struct node_facts *facts)
+{
+	const char *phase;
+
+	if (status[0] == 'r' && status[1] == '\0')
+		return;
+	if (status[0] == '\0') {
+		facts_set_problem(facts, "local node not found in bdr.bdr_nodes");
+		return;
+	}
+	if (status[0] == 'k') {
+		facts_set_problem(facts, "node has parted from the BDR group (status k)");
+		return;
+	}
+	phase = join_phase(status[0]);
+	if (phase)
+		facts_set_problem(facts, "node is joining: %s (status %c)", phase, status[0]);
+	else
+		facts_set_problem(facts, "unknown BDR node status '%s'", status);
+}
+
+static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
+		      struct node_facts *facts)
+{
+	if (!probe_result_shape_ok(res, N_COLS, facts))
+		return;
+	snprintf(facts->catalog_name, sizeof(facts->catalog_name), "%s",
+		 pq_text(res, COL_LOCAL_NAME));
+	facts->healthy = true;
+	facts->read_only = pq_bool(res, COL_READ_ONLY);
+	facts->peers_total = (int)pq_int64(res, COL_PEERS);
+	facts->peers_down = (int)pq_int64(res, COL_PEERS_DOWN);
+	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+
+	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);
+	if (facts->healthy && !pq_bool(res, COL_ACTIVE))
+		facts_set_problem(facts, "BDR is not active in this database");
+	if (facts->peers_down > 0)
+		facts_set_impairment(facts, "%d of %d peers not replicating: %s",
+				     facts->peers_down, facts->peers_total,
+				     pq_text(res, COL_PEERS_DOWN_NAMES));
+}
+
+const struct probe_ops probe_bdr_ops = {
+	.flavor = FLAVOR_BDR,
+	.query = bdr_query,
+	.parse = bdr_parse,
+};

@@ -1,0 +1,74 @@
+/*
+ * pglogical 2: the local node must exist and every subscription on it
+ * must be replicating; the pglogical slots on this node tell whether
+ * the peers are connected and how far behind they read.
+ */
+#include <stdio.h>
+
+#include "probe.h"
+
+enum {
+	COL_LOCAL_NAME,
+	COL_SUBS,
+	COL_SUBS_BROKEN,
+	COL_SLOTS,
+	COL_SLOTS_IDLE,
+	COL_LAG_BYTES,
+	COL_READ_ONLY,
+	N_COLS
+};
+
+/*
+ * show_subscription_status() is called once through the CTE; its
+ * provider_dsn column is never selected, since it may hold a password.
+ */
+#define PGLOGICAL_SELECT(lag_expr) \
+	"WITH subs AS (SELECT subscription_name, status" \
+	"   FROM pglogical.show_subscription_status())," \
+	" slots AS (SELECT slot_name, active, " lag_expr " AS lag" \
+	"   FROM pg_replication_slots WHERE plugin = 'pglogical_output')" \
+	" SELECT (SELECT n.node_name FROM pglogical.local_node l" \
+	"   JOIN pglogical.node n ON n.node_id = l.node_id)," \
+	" (SELECT count(*) FROM subs)::int," \
+	" (SELECT string_agg(subscription_name || ' is ' || status, ', '" \
+	"   ORDER BY subscription_name) FROM subs WHERE status <> 'replicating')," \
+	" (SELECT count(*) FROM slots)::int," \
+	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots WHERE NOT active)," \
+	" (SELECT max(lag)::bigint FROM slots WHERE active)," \
+	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'"
+
+static const char *pglogical_query(const struct conn_caps *caps)
+{
+	if (caps->server_version >= 100000)
+		return PGLOGICAL_SELECT("pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)");
+	return PGLOGICAL_SELECT("pg_xlog_location_diff(pg_current_xlog_location(), confirmed_flush_lsn)");
+}
+
+static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
+			    struct node_facts *facts)
+{
+	if (!probe_result_shape_ok(res, N_COLS, facts))
+		return;
+	facts->healthy = true;
+	snprintf(facts->catalog_name, sizeof(facts->catalog_name), "%s",
+		 pq_text(res, COL_LOCAL_NAME));
+	facts->read_only = pq_bool(res, COL_READ_ONLY);
+	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
+	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+
+	if (pq_is_null(res, COL_LOCAL_NAME))
+		facts_set_problem(facts, "no pglogical local node in this database");
+	else if (!pq_is_null(res, COL_SUBS_BROKEN))
+		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_BROKEN));
+	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
+		facts->peers_down = 1;
+		facts_set_impairment(facts, "peer slot not streaming: %s",
+				     pq_text(res, COL_SLOTS_IDLE));
+	}
+}
+
+const struct probe_ops probe_pglogical_ops = {
+	.flavor = FLAVOR_PGLOGICAL,
+	.query = pglogical_query,
+	.parse = pglogical_parse,
+};

@@ -1,0 +1,69 @@
+/*
+ * Physical (streaming) replication: a primary is writable; a standby
+ * is read-only and measured against what its primary last reported.
+ * A standby's WAL receiver columns need pg_monitor (pg_read_all_stats).
+ */
+#include <string.h>
+
+#include "probe.h"
+
+enum {
+	COL_IN_RECOVERY,
+	COL_RECEIVER_STATUS,
+	COL_LAG_BYTES,
+	COL_LAG_SECONDS,
+	COL_READ_ONLY,
+	N_COLS
+};
+
+/*
+ * latest_end_lsn is the primary's WAL end from its last keepalive, so
+ * the difference to the replay position is the real byte lag. The
+ * replay timestamp alone would count an idle primary as lag, hence 0
+ * when everything received is replayed.
+ */
+#define PHYSICAL_SELECT(diff, receive, replay) \
+	"SELECT pg_is_in_recovery()," \
+	" (SELECT status FROM pg_stat_wal_receiver)," \
+	" CASE WHEN pg_is_in_recovery() THEN GREATEST(0, " diff "(" \
+	"   COALESCE((SELECT latest_end_lsn FROM pg_stat_wal_receiver), " receive "()), " \
+	    replay "()))::bigint END," \
+	" CASE WHEN pg_is_in_recovery() THEN CASE WHEN " receive "() = " replay "() THEN 0" \
+	"   ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END END," \
+	" current_setting('default_transaction_read_only') = 'on'"
+
+static const char *physical_query(const struct conn_caps *caps)
+{
+	if (caps->server_version >= 100000)
+		return PHYSICAL_SELECT("pg_wal_lsn_diff", "pg_last_wal_receive_lsn",
+				       "pg_last_wal_replay_lsn");
+	return PHYSICAL_SELECT("pg_xlog_location_diff", "pg_last_xlog_receive_location",
+			       "pg_last_xlog_replay_location");
+}
+
+static void physical_parse(const PGresult *res, const struct conn_caps *caps,
+			   struct node_facts *facts)
+{
+	const char *receiver;
+
+	if (!probe_result_shape_ok(res, N_COLS, facts))
+		return;
+	facts->healthy = true;
+	facts->read_only = pq_bool(res, COL_IN_RECOVERY) || pq_bool(res, COL_READ_ONLY);
+	if (!pq_bool(res, COL_IN_RECOVERY))
+		return; /* a primary has nothing to lag behind */
+
+	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+	probe_take_lag_seconds(res, COL_LAG_SECONDS, facts);
+	receiver = pq_text(res, COL_RECEIVER_STATUS);
+	if (receiver[0] == '\0')
+		facts_set_problem(facts, "standby is not receiving WAL from a primary");
+	else if (strcmp(receiver, "streaming") != 0)
+		facts_set_problem(facts, "standby WAL receiver is %s, not streaming", receiver);
+}
+
+const struct probe_ops probe_physical_ops = {
+	.flavor = FLAVOR_PHYSICAL,
+	.query = physical_query,
+	.parse = physical_parse,
+};

@@ -1,0 +1,149 @@
+/*
+ * Status renderings. The JSON writer is a handful of helpers rather
+ * than a library: the document is small, flat and fixed in shape.
+ * Connection details come from the node's libpq parameters, and the
+ * password is never among the ones printed.
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "render.h"
+#include "units.h"
+
+static void format_lag(const struct node_status *st, char *buf, size_t len)
+{
+	if (st->lag_bytes_known)
+		format_size(st->lag_bytes, buf, len);
+	else
+		snprintf(buf, len, "unknown");
+}
+
+void render_status_line(const struct node *n, struct evbuffer *out)
+{
+	const struct node_status *st = &n->status;
+	char lag[32];
+
+	format_lag(st, lag, sizeof(lag));
+	evbuffer_add_printf(out, "%s %s weight=%d%% lag=%s", state_name(st->state),
+			    st->name, st->weight, lag);
+	if (st->lag_seconds_known)
+		evbuffer_add_printf(out, " lag_time=%.1fs", st->lag_seconds);
+	evbuffer_add_printf(out, " flavor=%s", flavor_name(st->flavor));
+	if (st->write_leader)
+		evbuffer_add_printf(out, " write_leader");
+	if (st->reason[0])
+		evbuffer_add_printf(out, ": %s", st->reason);
+	evbuffer_add(out, "\n", 1);
+}
+
+void render_json_string(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(out, "\\%c", c);
+		else if (c < 0x20)
+			evbuffer_add_printf(out, "\\u%04x", c);
+		else
+			evbuffer_add(out, s, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+static void json_key(struct evbuffer *out, const char *key)
+{
+	render_json_string(out, key);
+	evbuffer_add(out, ": ", 2);
+}
+
+static void json_string_field(struct evbuffer *out, const char *key, const char *value)
+{
+	json_key(out, key);
+	if (value)
+		render_json_string(out, value);
+	else
+		evbuffer_add_printf(out, "null");
+	evbuffer_add(out, ", ", 2);
+}
+
+static void render_node_json(const struct node *n, struct evbuffer *out)
+{
+	const struct node_status *st = &n->status;
+	char when[40];
+
+	evbuffer_add(out, "{", 1);
+	json_string_field(out, "name", st->name);
+	json_string_field(out, "flavor", flavor_name(st->flavor));
+	json_string_field(out, "state", state_name(st->state));
+	evbuffer_add_printf(out, "\"weight\": %d, ", st->weight);
+	if (st->lag_bytes_known)
+		evbuffer_add_printf(out, "\"lag_bytes\": %lld, ", (long long)st->lag_bytes);
+	else
+		evbuffer_add_printf(out, "\"lag_bytes\": null, ");
+	if (st->lag_seconds_known)
+		evbuffer_add_printf(out, "\"lag_seconds\": %.3f, ", st->lag_seconds);
+	else
+		evbuffer_add_printf(out, "\"lag_seconds\": null, ");
+	evbuffer_add_printf(out, "\"read_only\": %s, ", st->read_only ? "true" : "false");
+	json_string_field(out, "reason", st->reason);
+	evbuffer_add_printf(out, "\"write_leader\": %s, ", st->write_leader ? "true" : "false");
+	evbuffer_add_printf(out, "\"maintenance\": %s, ", st->maintenance ? "true" : "false");
+	if (st->checked_at_ms) {
+		format_mono_as_iso8601(st->checked_at_ms, when, sizeof(when));
+		json_string_field(out, "checked_at", when);
+	} else {
+		json_string_field(out, "checked_at", NULL);
+	}
+	evbuffer_add_printf(out, "\"check_ms\": %d, ", st->check_ms);
+	json_string_field(out, "host", node_config_param(n->cfg, "host"));
+	json_string_field(out, "port", node_config_param(n->cfg, "port"));
+	json_string_field(out, "dbname", node_config_param(n->cfg, "dbname"));
+	json_key(out, "user");
+	if (node_config_param(n->cfg, "user"))
+		render_json_string(out, node_config_param(n->cfg, "user"));
+	else
+		evbuffer_add_printf(out, "null");
+	evbuffer_add(out, "}", 1);
+}
+
+void render_status_json(const struct agent *a, struct evbuffer *out)
+{
+	const struct node *def = agent_default_node(a);
+
+	evbuffer_add_printf(out, "{\"version\": \"%s\", ", PGBDR_VERSION);
+	json_string_field(out, "default_node", def ? def->status.name : NULL);
+	evbuffer_add_printf(out, "\"uptime_seconds\": %.1f, ",
+			    (double)(clock_ms() - a->started_at_ms) / 1000.0);
+	json_key(out, "nodes");
+	evbuffer_add(out, "[", 1);
+	for (int i = 0; i < a->n_nodes; i++) {
+		if (i > 0)
+			evbuffer_add(out, ", ", 2);
+		render_node_json(&a->nodes[i], out);
+	}
+	evbuffer_add(out, "]}\n", 3);
+}
+
+void render_status_table(const struct agent *a, struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "%-20s %-10s %-9s %6s %10s %9s  %s\n", "NODE", "FLAVOR",
+			    "STATE", "WEIGHT", "LAG", "LAG_TIME", "REASON");
+	for (int i = 0; i < a->n_nodes; i++) {
+		const struct node_status *st = &a->nodes[i].status;
+		char lag[32], lag_time[32];
+
+		format_lag(st, lag, sizeof(lag));
+		if (st->lag_seconds_known)
+			snprintf(lag_time, sizeof(lag_time), "%.1fs", st->lag_seconds);
+		else
+			snprintf(lag_time, sizeof(lag_time), "unknown");
+		evbuffer_add_printf(out, "%-20s %-10s %-9s %5d%% %10s %9s  %s%s\n", st->name,
+				    flavor_name(st->flavor), state_name(st->state), st->weight,
+				    lag, lag_time, st->write_leader ? "[write leader] " : "",
+				    st->reason);
+	}
+}

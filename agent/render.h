@@ -1,0 +1,25 @@
+/*
+ * Renderings of the cached status for people and programs: the
+ * one-line check body, the /status JSON and the --once table. They
+ * read the node table and write into an evbuffer; no I/O.
+ */
+#ifndef PGBDR_RENDER_H
+#define PGBDR_RENDER_H
+
+#include "agent.h"
+
+struct evbuffer;
+
+/* "ready node1 weight=100% lag=0B lag_time=0.0s flavor=bdr: reason\n" */
+void render_status_line(const struct node *n, struct evbuffer *out);
+
+/* The /status document (see README "/status"). */
+void render_status_json(const struct agent *a, struct evbuffer *out);
+
+/* The --once table. */
+void render_status_table(const struct agent *a, struct evbuffer *out);
+
+/* A JSON string literal, escaped, with quotes. */
+void render_json_string(struct evbuffer *out, const char *s);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * The vocabulary shared by probes, the evaluator and the responders:
+ * what a probe found out about a node (facts), how the operator wants
+ * that judged (policy), and the judged, cached result (node_status).
+ * Nothing here does I/O.
+ */
+#ifndef PGBDR_STATUS_H
+#define PGBDR_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NODE_NAME_MAX 64
+#define REASON_MAX 160
+
+enum flavor {
+	FLAVOR_AUTO = 0, /* config only: detect from pg_extension */
+	FLAVOR_BDR,      /* BDR 1/2 */
+	FLAVOR_PGD,      /* BDR 3.x, PGD 4/5 */
+	FLAVOR_PGLOGICAL,
+	FLAVOR_SPOCK,
+	FLAVOR_LOGICAL,  /* native logical replication */
+	FLAVOR_PHYSICAL, /* streaming primary or standby */
+	FLAVOR_PLAIN,
+	FLAVOR_COUNT
+};
+
+enum node_state {
+	STATE_DOWN = 0, /* zero so that a fresh status fails closed */
+	STATE_READY,
+	STATE_DEGRADED,
+	STATE_DRAINING,
+};
+
+/* Why a probe round produced no usable facts. */
+enum probe_outcome {
+	PROBE_OK = 0,
+	PROBE_NOT_YET,       /* no probe has finished since start */
+	PROBE_RESOLVE_FAILED,
+	PROBE_CONNECT_FAILED,
+	PROBE_CONNECT_TIMEOUT,
+	PROBE_QUERY_TIMEOUT,
+	PROBE_QUERY_FAILED,
+	PROBE_CONNECTION_LOST,
+};
+
+/*
+ * What one probe round learned. A probe fills only what its flavor can
+ * tell; *_known flags keep "unknown" apart from zero.
+ */
+struct node_facts {
+	enum probe_outcome outcome;
+	char error[REASON_MAX];   /* outcome != PROBE_OK: short cause */
+
+	enum flavor flavor;
+	char catalog_name[NODE_NAME_MAX]; /* local node name from the catalog */
+
+	/*
+	 * The flavor's own verdict on the local node. healthy=false means
+	 * the node must not take traffic (joining, parted, subscription
+	 * down...); problem says why.
+	 */
+	bool healthy;
+	char problem[REASON_MAX];
+
+	/* Serving but impaired (peer disconnected, slot WARNING...). */
+	bool impaired;
+	char impairment[REASON_MAX];
+
+	bool read_only;
+
+	bool lag_bytes_known;
+	int64_t lag_bytes;
+	bool lag_seconds_known;
+	double lag_seconds;
+
+	int peers_total;
+	int peers_down;
+
+	/* PGD/raft can name the write leader itself; empty when not. */
+	char catalog_write_leader[NODE_NAME_MAX];
+};
+
+enum read_only_policy {
+	READ_ONLY_DOWN = 0,
+	READ_ONLY_READY,
+};
+
+struct policy {
+	int64_t drain_lag;        /* bytes; <= 0 disables draining by lag */
+	int64_t max_lag;          /* bytes; <= 0 disables */
+	double max_lag_time;      /* seconds; <= 0 disables */
+	int min_weight;           /* 0..100, weight reached at max_lag */
+	enum read_only_policy read_only;
+	int rise;
+	int fall;
+	int64_t stale_after_ms;
+};
+
+struct node_status {
+	char name[NODE_NAME_MAX];
+	enum flavor flavor;
+	enum node_state state;
+	int weight;               /* 0..100 */
+	bool lag_bytes_known;
+	int64_t lag_bytes;
+	bool lag_seconds_known;
+	double lag_seconds;
+	bool read_only;
+	char reason[REASON_MAX];  /* empty when plainly ready */
+	bool write_leader;
+	bool maintenance;
+
+	/* Monotonic clock (clock_ms()); renderers convert to wall time. */
+	int64_t checked_at_ms;    /* end of the last good probe, 0 if none */
+	int64_t last_probe_at_ms; /* end of the last probe, good or bad */
+	int check_ms;             /* duration of the last probe */
+
+	/* hysteresis counters */
+	int good_streak;
+	int bad_streak;
+	bool ever_up;
+};
+
+const char *flavor_name(enum flavor f);
+int flavor_from_name(const char *name, enum flavor *out); /* 0 ok, -1 unknown */
+const char *state_name(enum node_state s);
+
+static inline bool state_is_serving(enum node_state s)
+{
+	return s == STATE_READY || s == STATE_DEGRADED;
+}
+
+#endif
