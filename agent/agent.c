@@ -1,12 +1,18 @@
 /*
  * The daemon context and the node table: starts a poller per node,
- * judges every finished round with evaluate(), and keeps the cached
- * statuses fail-closed between rounds (staleness tick).
+ * judges every finished round with evaluate(), keeps the cached
+ * statuses fail-closed between rounds (staleness tick), applies the
+ * maintenance file the moment it appears or goes, and elects the
+ * write leader over the cluster view.
  */
+#include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -21,11 +27,12 @@ static void node_refresh_name(struct node *n, const struct node_facts *facts)
 	if (!name[0] && facts && facts->catalog_name[0])
 		name = facts->catalog_name;
 	if (!name[0]) {
-		if (n->status.name[0])
+		if (n->judged.name[0])
 			return;
 		name = n->agent->hostname;
 	}
-	snprintf(n->status.name, sizeof(n->status.name), "%s", name);
+	snprintf(n->judged.name, sizeof(n->judged.name), "%s", name);
+	snprintf(n->judged_read.name, sizeof(n->judged_read.name), "%s", name);
 }
 
 static void log_transition(const struct agent *a, const struct node_status *before,
@@ -38,21 +45,206 @@ static void log_transition(const struct agent *a, const struct node_status *befo
 		 after->weight, after->reason[0] ? ": " : "", after->reason);
 }
 
+/* What responders see: the verdict, maintenance, and the leader flag. */
+static void publish(struct node *n)
+{
+	struct agent *a = n->agent;
+	struct node_status next = n->judged;
+
+	next.maintenance = a->maintenance;
+	status_apply_maintenance(&next);
+	next.write_leader = a->leader.leader[0] && strcmp(next.name, a->leader.leader) == 0;
+	n->readable = state_is_serving(n->judged_read.state) && !a->maintenance;
+	log_transition(a, &n->status, &next);
+	n->status = next;
+}
+
+static void publish_all(struct agent *a)
+{
+	for (int i = 0; i < a->n_nodes; i++)
+		publish(&a->nodes[i]);
+}
+
+bool agent_catalog_view(const struct agent *a)
+{
+	return a->n_nodes == 1 && a->nodes[0].cfg->classic;
+}
+
+static int64_t track_since(int64_t since, bool now_true, int64_t now_ms)
+{
+	if (!now_true)
+		return 0;
+	return since ? since : now_ms;
+}
+
+/*
+ * In catalog mode every node's agent must reach the same answer from
+ * its own catalog, and none of them knows its peers' priorities: so
+ * priorities are ignored there and names alone decide.
+ */
+static int collect_candidates(struct agent *a, int64_t now, struct leader_candidate *c, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < a->n_nodes && n < max; i++) {
+		struct node *node = &a->nodes[i];
+		struct node_status drained = node->judged;
+
+		drained.maintenance = a->maintenance;
+		status_apply_maintenance(&drained);
+		node->eligible_since_ms = track_since(node->eligible_since_ms,
+						      status_write_eligible(&drained), now);
+		c[n++] = (struct leader_candidate){
+			.name = node->judged.name,
+			.priority = agent_catalog_view(a) ? 0 : node->cfg->priority,
+			.eligible = node->eligible_since_ms != 0,
+			.eligible_since_ms = node->eligible_since_ms,
+		};
+	}
+	if (!agent_catalog_view(a))
+		return n;
+	for (int i = 0; i < a->nodes[0].n_peers && n < max; i++) {
+		struct node *node = &a->nodes[0];
+
+		c[n++] = (struct leader_candidate){
+			.name = node->peers[i].name,
+			.priority = 0,
+			.eligible = node->peers[i].up,
+			.eligible_since_ms = node->peer_up_since_ms[i],
+		};
+	}
+	return n;
+}
+
+/*
+ * No election before every node has answered once (or could not
+ * within a round): otherwise whichever node happens to answer first
+ * would win, and two agents started together could disagree.
+ */
+static bool view_is_complete(const struct agent *a, int64_t now)
+{
+	return agent_all_probed(a) ||
+	       now - a->started_at_ms > a->config.timeout_ms + a->config.interval_ms;
+}
+
+static void update_leader(struct agent *a)
+{
+	struct leader_candidate c[MAX_PEERS + 64];
+	int64_t now = clock_ms();
+	char before[NODE_NAME_MAX];
+	int n;
+
+	if (!view_is_complete(a, now))
+		return;
+	n = collect_candidates(a, now, c, (int)(sizeof(c) / sizeof(c[0])));
+	snprintf(before, sizeof(before), "%s", a->leader.leader);
+	if (!leader_elect(c, n, &a->leader_policy, now, &a->leader))
+		return;
+	log_info(&a->log, "write leader: %s -> %s%s%s", before[0] ? before : "(none)",
+		 a->leader.leader[0] ? a->leader.leader : "(none)",
+		 a->leader.pending[0] ? ", handing over to " : "", a->leader.pending);
+	publish_all(a);
+}
+
+static void remember_peers(struct node *n, const struct node_facts *facts, int64_t now)
+{
+	int64_t since[MAX_PEERS];
+
+	/* keep each peer's "up since" across rounds, matched by name */
+	for (int i = 0; i < facts->n_peers; i++) {
+		since[i] = 0;
+		for (int j = 0; j < n->n_peers; j++)
+			if (strcmp(n->peers[j].name, facts->peers[i].name) == 0)
+				since[i] = n->peer_up_since_ms[j];
+		since[i] = track_since(since[i], facts->peers[i].up, now);
+	}
+	n->n_peers = facts->n_peers;
+	memcpy(n->peers, facts->peers, sizeof(facts->peers[0]) * (size_t)facts->n_peers);
+	memcpy(n->peer_up_since_ms, since, sizeof(since[0]) * (size_t)facts->n_peers);
+}
+
 static void on_round_finished(void *arg, const struct node_facts *facts, int check_ms)
 {
 	struct node *n = arg;
 	struct agent *a = n->agent;
-	struct node_status next;
+	struct policy read_policy = a->config.policy;
+	int64_t now = clock_ms();
 
-	evaluate(facts, &a->config.policy, &n->status, a->maintenance, clock_ms(), &next);
-	next.check_ms = check_ms;
-	log_transition(a, &n->status, &next);
-	n->status = next;
+	read_policy.read_only = READ_ONLY_READY;
+	evaluate(facts, &a->config.policy, &n->judged, false, now, &n->judged);
+	evaluate(facts, &read_policy, &n->judged_read, false, now, &n->judged_read);
+	n->judged.check_ms = check_ms;
 	node_refresh_name(n, facts);
+	if (facts->outcome == PROBE_OK)
+		remember_peers(n, facts, now);
 	n->probed = true;
+	publish(n);
+	update_leader(a);
 
 	if (a->exit_after_first_round && agent_all_probed(a))
 		event_base_loopbreak(a->base);
+}
+
+static void set_maintenance(struct agent *a, bool on)
+{
+	if (on == a->maintenance)
+		return;
+	a->maintenance = on;
+	log_info(&a->log, "maintenance file %s %s", a->config.maintenance_file,
+		 on ? "present: draining" : "removed: back in service");
+	publish_all(a);
+	update_leader(a);
+}
+
+static void check_maintenance(struct agent *a)
+{
+	struct stat st;
+
+	if (a->config.maintenance_file)
+		set_maintenance(a, stat(a->config.maintenance_file, &st) == 0);
+}
+
+static void on_inotify(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	char buf[4096];
+
+	/* which event does not matter: the file's existence is the state */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	check_maintenance(a);
+}
+
+/*
+ * Watch the directory, not the file: the file comes and goes, and an
+ * editor may replace it by rename. Without a watch (no directory yet,
+ * no inotify) the tick checks it instead.
+ */
+static void watch_maintenance_file(struct agent *a)
+{
+	char *copy;
+	int wd;
+
+	a->inotify_fd = -1;
+	if (!a->config.maintenance_file)
+		return;
+	copy = strdup(a->config.maintenance_file);
+	a->inotify_fd = copy ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
+	if (a->inotify_fd >= 0) {
+		wd = inotify_add_watch(a->inotify_fd, dirname(copy),
+				       IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+				       IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+		a->inotify_ev = wd >= 0 ? event_new(a->base, a->inotify_fd, EV_READ | EV_PERSIST,
+						    on_inotify, a) : NULL;
+		if (!a->inotify_ev || event_add(a->inotify_ev, NULL) != 0) {
+			log_warning(&a->log, "cannot watch %s (%s): checking it every 100 ms",
+				    a->config.maintenance_file, strerror(errno));
+			close(a->inotify_fd);
+			a->inotify_fd = -1;
+		}
+	}
+	free(copy);
+	check_maintenance(a);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -60,13 +252,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct agent *a = arg;
 	int64_t now = clock_ms();
 
+	if (a->inotify_fd < 0)
+		check_maintenance(a);
 	for (int i = 0; i < a->n_nodes; i++) {
 		struct node *n = &a->nodes[i];
-		struct node_status before = n->status;
 
-		if (evaluate_staleness(&n->status, &a->config.policy, now))
-			log_transition(a, &before, &n->status);
+		evaluate_staleness(&n->judged_read, &a->config.policy, now);
+		if (evaluate_staleness(&n->judged, &a->config.policy, now))
+			publish(n);
 	}
+	update_leader(a);
 }
 
 static int create_nodes(struct agent *a)
@@ -85,11 +280,13 @@ static int create_nodes(struct agent *a)
 
 		n->agent = a;
 		n->cfg = &a->config.nodes[i];
-		n->status.flavor = n->cfg->flavor;
-		snprintf(n->status.reason, sizeof(n->status.reason), "no probe finished yet");
+		n->judged.flavor = n->cfg->flavor;
+		snprintf(n->judged.reason, sizeof(n->judged.reason), "no probe finished yet");
+		n->judged_read = n->judged;
 		node_refresh_name(n, NULL);
+		n->status = n->judged;
 		n->poller = poller_new(a->base, a->dns, n->cfg, &settings, &a->log,
-				       n->status.name, on_round_finished, n);
+				       n->judged.name, on_round_finished, n);
 		if (!n->poller)
 			return -1;
 	}
@@ -114,10 +311,13 @@ int agent_init(struct agent *a, struct agent_config *config)
 	struct timeval tick = { .tv_sec = 0, .tv_usec = 100 * 1000 };
 
 	memset(a, 0, sizeof(*a));
+	a->inotify_fd = -1;
 	a->config = *config;
 	memset(config, 0, sizeof(*config));
 	log_init(&a->log, a->config.log_level);
 	a->started_at_ms = clock_ms();
+	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
+	a->leader_policy.handover_ms = a->config.leader_handover_ms;
 	if (gethostname(a->hostname, sizeof(a->hostname) - 1) != 0)
 		snprintf(a->hostname, sizeof(a->hostname), "localhost");
 
@@ -130,6 +330,7 @@ int agent_init(struct agent *a, struct agent_config *config)
 	a->tick = event_new(a->base, -1, EV_PERSIST, on_tick, a);
 	if (!a->tick || event_add(a->tick, &tick) != 0)
 		return -1;
+	watch_maintenance_file(a);
 	return 0;
 }
 
@@ -159,6 +360,7 @@ void agent_run_first_round(struct agent *a)
 	if (limit)
 		event_free(limit);
 	a->exit_after_first_round = false;
+	update_leader(a);
 }
 
 void agent_free(struct agent *a)
@@ -167,6 +369,10 @@ void agent_free(struct agent *a)
 		poller_free(a->nodes[i].poller);
 	free(a->nodes);
 	a->nodes = NULL;
+	if (a->inotify_ev)
+		event_free(a->inotify_ev);
+	if (a->inotify_fd >= 0)
+		close(a->inotify_fd);
 	if (a->tick)
 		event_free(a->tick);
 	if (a->dns)
@@ -199,4 +405,44 @@ bool agent_all_probed(const struct agent *a)
 		if (!a->nodes[i].probed)
 			return false;
 	return true;
+}
+
+const char *agent_write_leader(const struct agent *a)
+{
+	return a->leader.leader;
+}
+
+static bool less_lagged(const struct node *a, const struct node *b)
+{
+	const struct node_status *x = &a->status, *y = &b->status;
+
+	if (x->lag_bytes_known != y->lag_bytes_known)
+		return x->lag_bytes_known;
+	if (x->lag_bytes_known && x->lag_bytes != y->lag_bytes)
+		return x->lag_bytes < y->lag_bytes;
+	if (a->cfg->priority != b->cfg->priority)
+		return a->cfg->priority < b->cfg->priority;
+	return strcmp(x->name, y->name) < 0;
+}
+
+const struct node *agent_best_node(const struct agent *a)
+{
+	const struct node *best = NULL;
+
+	for (int i = 0; i < a->n_nodes; i++) {
+		const struct node *n = &a->nodes[i];
+
+		if (state_is_serving(n->status.state) && (!best || less_lagged(n, best)))
+			best = n;
+	}
+	return best;
+}
+
+int agent_ready_nodes(const struct agent *a)
+{
+	int count = 0;
+
+	for (int i = 0; i < a->n_nodes; i++)
+		count += state_is_serving(a->nodes[i].status.state);
+	return count;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "status.h"
@@ -18,13 +19,30 @@ struct evdns_base;
 struct event;
 struct poller;
 struct http_server;
+struct spop_server;
+struct agentcheck_server;
 
 struct node {
 	struct agent *agent;
 	const struct node_config *cfg; /* owned by agent->config */
+	/*
+	 * judged is evaluate()'s verdict; status is what responders serve:
+	 * judged plus maintenance and the write-leader flag, so that those
+	 * two can change at once, without waiting for a probe.
+	 */
+	struct node_status judged;
 	struct node_status status;
+	/* The same judgement with read_only = ready: what /read serves. */
+	struct node_status judged_read;
+	bool readable;
 	struct poller *poller;
 	bool probed;                   /* at least one round finished */
+	int64_t eligible_since_ms;     /* write candidate since, 0 if not */
+
+	/* the cluster as this node's catalog sees it */
+	int n_peers;
+	struct peer_fact peers[MAX_PEERS];
+	int64_t peer_up_since_ms[MAX_PEERS];
 };
 
 struct agent {
@@ -38,8 +56,15 @@ struct agent {
 	int default_node;              /* index: what "/" reports */
 
 	struct http_server *http;
+	struct spop_server *spop;
+	struct agentcheck_server *agentcheck;
 	struct event *tick;            /* staleness and maintenance checks */
 	bool maintenance;
+	int inotify_fd;                /* -1 when the maintenance file is not watched */
+	struct event *inotify_ev;
+
+	struct leader_state leader;
+	struct leader_policy leader_policy;
 	char hostname[NODE_NAME_MAX];
 	int64_t started_at_ms;
 
@@ -56,6 +81,21 @@ void agent_free(struct agent *a);
 void agent_run_first_round(struct agent *a);
 
 const struct node *agent_find_node(const struct agent *a, const char *name);
+
+/* The write leader's name, "" when there is none (yet). */
+const char *agent_write_leader(const struct agent *a);
+
+/*
+ * The serving node with the least known lag (unknown lag ranks after
+ * any known lag, then priority, then name); NULL when none serves.
+ */
+const struct node *agent_best_node(const struct agent *a);
+
+/* How many nodes are serving (ready or degraded). */
+int agent_ready_nodes(const struct agent *a);
+
+/* Whether the cluster view comes from the local node's catalog. */
+bool agent_catalog_view(const struct agent *a);
 const struct node *agent_default_node(const struct agent *a);
 bool agent_all_probed(const struct agent *a);
 

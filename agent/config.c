@@ -13,6 +13,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -140,6 +141,7 @@ struct parser {
 	int setting_line[N_SETTINGS];
 };
 
+__attribute__((format(printf, 4, 0)))
 static int vfail_at(struct parser *p, int line, const char *key,
 		    const char *fmt, va_list ap)
 {
@@ -227,10 +229,19 @@ static int param_add(struct param_list *list, const char *key, const char *value
 	return 0;
 }
 
+/* name is validated, so this never cuts; strnlen just proves it. */
+static void copy_node_name(char *dst, const char *name)
+{
+	size_t n = strnlen(name, NODE_NAME_MAX - 1);
+
+	memcpy(dst, name, n);
+	dst[n] = '\0';
+}
+
 static void node_build_init(struct node_build *b, const char *name, bool classic, int line)
 {
 	memset(b, 0, sizeof(*b));
-	snprintf(b->node.name, sizeof(b->node.name), "%s", name);
+	copy_node_name(b->node.name, name);
 	b->node.classic = classic;
 	b->node.line = line;
 	b->node.priority = DEFAULT_PRIORITY;
@@ -448,6 +459,16 @@ static int set_duration(struct parser *p, const struct setting *s, const char *k
 	return 1;
 }
 
+/* A bound for a message: "16MB" when that is exact, else the bytes. */
+static void format_bound(int64_t bytes, char *buf, size_t len)
+{
+	int64_t back;
+
+	format_size(bytes, buf, len);
+	if (parse_size(buf, &back) < 0 || back != bytes)
+		snprintf(buf, len, "%" PRId64 "B", bytes);
+}
+
 static int set_size(struct parser *p, const struct setting *s, const char *key,
 		    const char *value, int64_t *bytes)
 {
@@ -457,8 +478,8 @@ static int set_size(struct parser *p, const struct setting *s, const char *key,
 		return fail(p, key, "invalid size '%.64s' (expected e.g. 16MB, 512kB, "
 			    "1.5GB; a bare number is bytes)", value);
 	if (*bytes < s->min || *bytes > s->max) {
-		format_size(s->min, lo, sizeof(lo));
-		format_size(s->max, hi, sizeof(hi));
+		format_bound(s->min, lo, sizeof(lo));
+		format_bound(s->max, hi, sizeof(hi));
 		return fail(p, key, "%.64s is out of range (%s to %s)", value, lo, hi);
 	}
 	return 1;
@@ -601,17 +622,21 @@ static void redact_quoted(const char *src, char *dst, size_t len)
 	if (len == 0)
 		return;
 	while (*src && out + 6 <= len) {
-		const char *close;
+		const char *close = *src == '"' ? strchr(src + 1, '"') : NULL;
 
-		if (*src == '"' && (close = strchr(src + 1, '"')) && close - src > 2) {
+		if (close && close - src > 2) {
 			memcpy(dst + out, "\"...\"", 5);
 			out += 5;
 			src = close + 1;
-			continue;
+		} else if (close) {
+			/* "=" or "]": copied whole, so its closing quote opens nothing */
+			while (src <= close)
+				dst[out++] = *src++;
+		} else {
+			if (*src != '\n')
+				dst[out++] = *src;
+			src++;
 		}
-		if (*src != '\n')
-			dst[out++] = *src;
-		src++;
 	}
 	dst[out] = '\0';
 }
@@ -742,7 +767,7 @@ static int node_key(struct parser *p, const char *key, const char *lower, const 
 		if (!valid_node_name(value))
 			return fail(p, key, "invalid node name '%.64s': use 1 to 63 letters, "
 				    "digits, '_', '.' or '-'", value);
-		snprintf(b->node.name, sizeof(b->node.name), "%s", value);
+		copy_node_name(b->node.name, value);
 		return 1;
 	}
 	return node_libpq_key(p, b, key, lower, value);
@@ -821,14 +846,14 @@ static void check_lag_limits(struct parser *p)
 
 	if (pol->drain_lag <= 0 || pol->max_lag > pol->drain_lag)
 		return;
-	format_size(pol->drain_lag, drain, sizeof(drain));
+	format_bound(pol->drain_lag, drain, sizeof(drain));
 	if (pol->max_lag <= 0) {
 		fail_at(p, setting_line(p, "drain_lag"), "drain_lag",
 			"drain_lag (%s) needs max_lag, the lag at which the weight "
 			"reaches min_weight; max_lag is not set", drain);
 		return;
 	}
-	format_size(pol->max_lag, max, sizeof(max));
+	format_bound(pol->max_lag, max, sizeof(max));
 	fail_at(p, setting_line(p, "drain_lag"), "drain_lag",
 		"drain_lag (%s) must be less than max_lag (%s)", drain, max);
 }

@@ -55,6 +55,7 @@ struct agent_config {
 
 	int64_t agent_send_wait_ms;      /* agent-check: wait for agent-send */
 	int64_t leader_return_delay_ms;  /* preferred leader's comeback delay */
+	int64_t leader_handover_ms;      /* no leader between two leaders */
 	int64_t spoe_max_frame_size;     /* our max-frame-size */
 	int64_t spoe_max_fragmented;     /* cap for reassembled NOTIFY */
 	int max_clients;                 /* per listener */

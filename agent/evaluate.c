@@ -310,7 +310,7 @@ static void apply_hysteresis(const struct node_status *prev,
  * Maintenance drains whatever is still up, including a node held up by
  * fall. A down node stays down: it cannot finish existing sessions either.
  */
-static void apply_maintenance(struct node_status *out)
+void status_apply_maintenance(struct node_status *out)
 {
 	if (!out->maintenance || out->state == STATE_DOWN)
 		return;
@@ -338,7 +338,7 @@ void evaluate(const struct node_facts *facts, const struct policy *policy,
 		judge_failed_probe(facts, &v);
 	}
 	apply_hysteresis(&before, policy, &v, out);
-	apply_maintenance(out);
+	status_apply_maintenance(out);
 }
 
 bool evaluate_staleness(struct node_status *st, const struct policy *policy,

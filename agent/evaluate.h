@@ -27,6 +27,13 @@ void evaluate(const struct node_facts *facts, const struct policy *policy,
 bool evaluate_staleness(struct node_status *st, const struct policy *policy,
 			int64_t now_ms);
 
+/*
+ * Drain a serving node when st->maintenance is set (evaluate() does
+ * this itself; the agent calls it to apply a maintenance change at
+ * once, without waiting for the next probe).
+ */
+void status_apply_maintenance(struct node_status *st);
+
 /* 100 below drain_lag, linear down to min_weight at max_lag. */
 int weight_for_lag(const struct policy *policy, int64_t lag_bytes);
 

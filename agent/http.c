@@ -67,9 +67,30 @@ static int64_t lag_limit_from_query(const char *query)
 	return limit;
 }
 
-static void reply_node(const struct node *n, int64_t lag_limit, struct http_reply *r)
+/* What a request asks of a node: take traffic, take writes, serve reads. */
+enum duty {
+	DUTY_SERVE,
+	DUTY_WRITE,
+	DUTY_READ,
+};
+
+static bool node_fit_for(const struct agent *a, const struct node *n, enum duty duty)
 {
-	bool ok = state_is_serving(n->status.state);
+	switch (duty) {
+	case DUTY_WRITE:
+		return n->status.write_leader && state_is_serving(n->status.state);
+	case DUTY_READ:
+		return n->readable;
+	case DUTY_SERVE:
+		break;
+	}
+	return state_is_serving(n->status.state);
+}
+
+static void reply_node(const struct agent *a, const struct node *n, enum duty duty,
+		       int64_t lag_limit, struct http_reply *r)
+{
+	bool ok = node_fit_for(a, n, duty);
 
 	if (ok && lag_limit >= 0 && !status_within_lag(&n->status, lag_limit))
 		ok = false;
@@ -78,10 +99,16 @@ static void reply_node(const struct node *n, int64_t lag_limit, struct http_repl
 	else
 		set_reply(r, 503, "Service Unavailable");
 	render_status_line(n, r->body);
+	if (duty == DUTY_WRITE && !n->status.write_leader) {
+		const char *leader = agent_write_leader(a);
+
+		evbuffer_add_printf(r->body, "not the write leader (leader: %s)\n",
+				    leader[0] ? leader : "none yet");
+	}
 }
 
 static void route_node(const struct agent *a, const struct node *n, const char *name,
-		       const char *query, struct http_reply *r)
+		       enum duty duty, const char *query, struct http_reply *r)
 {
 	int64_t lag_limit = lag_limit_from_query(query);
 
@@ -94,7 +121,33 @@ static void route_node(const struct agent *a, const struct node *n, const char *
 		evbuffer_add_printf(r->body, "unknown node %s\n", name);
 		return;
 	}
-	reply_node(n, lag_limit, r);
+	reply_node(a, n, duty, lag_limit, r);
+}
+
+/* "/node/NAME", "/node/NAME/write", "/node/NAME/read" */
+static void route_named_node(const struct agent *a, const char *rest, const char *query,
+			     struct http_reply *r)
+{
+	char name[NODE_NAME_MAX];
+	const char *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	enum duty duty = DUTY_SERVE;
+
+	if (len == 0 || len >= sizeof(name)) {
+		reply_text(r, 404, "Not Found", "not found");
+		return;
+	}
+	memcpy(name, rest, len);
+	name[len] = '\0';
+	if (slash && strcmp(slash, "/write") == 0)
+		duty = DUTY_WRITE;
+	else if (slash && strcmp(slash, "/read") == 0)
+		duty = DUTY_READ;
+	else if (slash) {
+		reply_text(r, 404, "Not Found", "not found");
+		return;
+	}
+	route_node(a, agent_find_node(a, name), name, duty, query, r);
 }
 
 void http_route(const struct agent *a, enum http_method method, const char *path,
@@ -108,11 +161,13 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 		return;
 	}
 	if (strcmp(path, "/") == 0) {
-		route_node(a, agent_default_node(a), "", query, r);
+		route_node(a, agent_default_node(a), "", DUTY_SERVE, query, r);
+	} else if (strcmp(path, "/write") == 0) {
+		route_node(a, agent_default_node(a), "", DUTY_WRITE, query, r);
+	} else if (strcmp(path, "/read") == 0) {
+		route_node(a, agent_default_node(a), "", DUTY_READ, query, r);
 	} else if (strncmp(path, node_prefix, sizeof(node_prefix) - 1) == 0) {
-		const char *name = path + sizeof(node_prefix) - 1;
-
-		route_node(a, agent_find_node(a, name), name, query, r);
+		route_named_node(a, path + sizeof(node_prefix) - 1, query, r);
 	} else if (strcmp(path, "/status") == 0) {
 		set_reply(r, 200, "OK");
 		r->content_type = "application/json";

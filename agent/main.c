@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "agentcheck.h"
 #include "http.h"
 #include "inetd.h"
 #include "render.h"
+#include "spop_server.h"
 
 #define DEFAULT_CONFIG "/etc/pgbdr-agent/pgbdr-agent.ini"
 
@@ -148,14 +150,49 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
-static int run_daemon(struct agent *a)
+static int start_listeners(struct agent *a)
 {
 	char err[300];
-	struct event *sigterm, *sigint;
 
 	a->http = http_server_new(a, &a->config.http_listen, err, sizeof(err));
-	if (!a->http) {
+	if (a->http && a->config.agent_listen.enabled)
+		a->agentcheck = agentcheck_server_new(a, &a->config.agent_listen, err, sizeof(err));
+	if (a->http && (!a->config.agent_listen.enabled || a->agentcheck) &&
+	    a->config.spoe_listen.enabled)
+		a->spop = spop_server_new(a, &a->config.spoe_listen, err, sizeof(err));
+	if (!a->http || (a->config.agent_listen.enabled && !a->agentcheck) ||
+	    (a->config.spoe_listen.enabled && !a->spop)) {
 		log_error(&a->log, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void stop_listeners(struct agent *a)
+{
+	spop_server_free(a->spop);
+	a->spop = NULL;
+	agentcheck_server_free(a->agentcheck);
+	a->agentcheck = NULL;
+	http_server_free(a->http);
+	a->http = NULL;
+}
+
+static void log_listen_addr(const struct agent *a, const char *what,
+			    const struct listen_addr *addr)
+{
+	if (addr->enabled)
+		log_info(&a->log, "%s on %s:%d", what, addr->host[0] ? addr->host : "*",
+			 addr->port);
+}
+
+static int run_daemon(struct agent *a)
+{
+	struct event *sigterm, *sigint;
+	int rc = 0;
+
+	if (start_listeners(a) < 0) {
+		stop_listeners(a);
 		return 1;
 	}
 	sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
@@ -163,17 +200,17 @@ static int run_daemon(struct agent *a)
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 
-	log_info(&a->log, "pgbdr-agent %s: %d node(s), http on %s:%d", PGBDR_VERSION,
-		 a->n_nodes, a->config.http_listen.host[0] ? a->config.http_listen.host : "*",
-		 a->config.http_listen.port);
+	log_info(&a->log, "pgbdr-agent %s: %d node(s)", PGBDR_VERSION, a->n_nodes);
+	log_listen_addr(a, "http", &a->config.http_listen);
+	log_listen_addr(a, "agent-check", &a->config.agent_listen);
+	log_listen_addr(a, "spop", &a->config.spoe_listen);
 	agent_start_pollers(a);
 	event_base_dispatch(a->base);
 
 	event_free(sigterm);
 	event_free(sigint);
-	http_server_free(a->http);
-	a->http = NULL;
-	return 0;
+	stop_listeners(a);
+	return rc;
 }
 
 int main(int argc, char **argv)

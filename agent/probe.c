@@ -163,3 +163,23 @@ void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)
 	vsnprintf(facts->impairment, sizeof(facts->impairment), fmt, ap);
 	va_end(ap);
 }
+
+void probe_take_peers(const PGresult *res, int col, struct node_facts *facts)
+{
+	const char *p = pq_text(res, col);
+
+	facts->n_peers = 0;
+	while (*p && facts->n_peers < MAX_PEERS) {
+		struct peer_fact *peer = &facts->peers[facts->n_peers];
+		size_t name_len = strcspn(p, "\x1f\x1e");
+
+		snprintf(peer->name, sizeof(peer->name), "%.*s", (int)name_len, p);
+		p += name_len;
+		peer->up = p[0] == '\x1f' && p[1] == 't';
+		p += strcspn(p, "\x1e");
+		if (*p)
+			p++;
+		if (peer->name[0])
+			facts->n_peers++;
+	}
+}

@@ -60,6 +60,12 @@ const char *pq_text(const PGresult *res, int col); /* "" for NULL */
 void probe_take_lag_bytes(const PGresult *res, int col, struct node_facts *facts);
 void probe_take_lag_seconds(const PGresult *res, int col, struct node_facts *facts);
 
+/*
+ * Peers come as one text column: name, chr(31), 'true'/'false', and
+ * chr(30) between peers; control characters cannot clash with names.
+ */
+void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
+
 /* printf into a REASON_MAX buffer, truncating safely. */
 void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -18,6 +18,7 @@ enum {
 	COL_PEERS_DOWN,
 	COL_PEERS_DOWN_NAMES,
 	COL_LAG_BYTES,
+	COL_PEER_LIST,
 	N_COLS
 };
 
@@ -32,7 +33,12 @@ enum {
 	" (SELECT count(*) FROM bdr.bdr_node_slots WHERE NOT walsender_active)::int," \
 	" (SELECT string_agg(node_name, ', ' ORDER BY node_name) FROM bdr.bdr_node_slots" \
 	"   WHERE NOT walsender_active)," \
-	" (SELECT max(" lag_expr ")::bigint FROM bdr.bdr_node_slots WHERE walsender_active)" \
+	" (SELECT max(" lag_expr ")::bigint FROM bdr.bdr_node_slots WHERE walsender_active)," \
+	" (SELECT string_agg(p.node_name || chr(31) ||" \
+	"   (p.node_status = 'r' AND COALESCE(s.walsender_active, false))::text, chr(30)" \
+	"   ORDER BY p.node_name) FROM bdr.bdr_nodes p" \
+	"   LEFT JOIN bdr.bdr_node_slots s ON s.node_name = p.node_name" \
+	"   WHERE p.node_name <> l.name)" \
 	" FROM (SELECT bdr.bdr_get_local_node_name() AS name) l" \
 	" LEFT JOIN bdr.bdr_nodes n ON n.node_name = l.name"
 
@@ -99,6 +105,7 @@ static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 	facts->peers_total = (int)pq_int64(res, COL_PEERS);
 	facts->peers_down = (int)pq_int64(res, COL_PEERS_DOWN);
 	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);
 	if (facts->healthy && !pq_bool(res, COL_ACTIVE))

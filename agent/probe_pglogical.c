@@ -15,6 +15,7 @@ enum {
 	COL_SLOTS_IDLE,
 	COL_LAG_BYTES,
 	COL_READ_ONLY,
+	COL_PEER_LIST,
 	N_COLS
 };
 
@@ -23,7 +24,7 @@ enum {
  * provider_dsn column is never selected, since it may hold a password.
  */
 #define PGLOGICAL_SELECT(lag_expr) \
-	"WITH subs AS (SELECT subscription_name, status" \
+	"WITH subs AS (SELECT subscription_name, status, provider_node" \
 	"   FROM pglogical.show_subscription_status())," \
 	" slots AS (SELECT slot_name, active, " lag_expr " AS lag" \
 	"   FROM pg_replication_slots WHERE plugin = 'pglogical_output')" \
@@ -35,7 +36,11 @@ enum {
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots WHERE NOT active)," \
 	" (SELECT max(lag)::bigint FROM slots WHERE active)," \
-	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'"
+	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
+	" (SELECT string_agg(n.node_name || chr(31) || EXISTS (SELECT 1 FROM subs" \
+	"   WHERE subs.provider_node = n.node_name AND subs.status = 'replicating')::text," \
+	"   chr(30) ORDER BY n.node_name) FROM pglogical.node n" \
+	"   WHERE n.node_id NOT IN (SELECT node_id FROM pglogical.local_node))"
 
 static const char *pglogical_query(const struct conn_caps *caps)
 {
@@ -55,6 +60,7 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 	facts->read_only = pq_bool(res, COL_READ_ONLY);
 	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
 	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME))
 		facts_set_problem(facts, "no pglogical local node in this database");

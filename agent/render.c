@@ -89,6 +89,7 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 	else
 		evbuffer_add_printf(out, "\"lag_seconds\": null, ");
 	evbuffer_add_printf(out, "\"read_only\": %s, ", st->read_only ? "true" : "false");
+	evbuffer_add_printf(out, "\"readable\": %s, ", n->readable ? "true" : "false");
 	json_string_field(out, "reason", st->reason);
 	evbuffer_add_printf(out, "\"write_leader\": %s, ", st->write_leader ? "true" : "false");
 	evbuffer_add_printf(out, "\"maintenance\": %s, ", st->maintenance ? "true" : "false");
@@ -110,6 +111,29 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 	evbuffer_add(out, "}", 1);
 }
 
+static void render_cluster_json(const struct agent *a, struct evbuffer *out)
+{
+	const struct node *best = agent_best_node(a);
+	const char *leader = agent_write_leader(a);
+
+	json_string_field(out, "write_node", leader[0] ? leader : NULL);
+	json_string_field(out, "best_node", best ? best->status.name : NULL);
+	evbuffer_add_printf(out, "\"ready_nodes\": %d, ", agent_ready_nodes(a));
+	evbuffer_add_printf(out, "\"maintenance\": %s, ", a->maintenance ? "true" : "false");
+	if (!agent_catalog_view(a))
+		return;
+	json_key(out, "peers");
+	evbuffer_add(out, "[", 1);
+	for (int i = 0; i < a->nodes[0].n_peers; i++) {
+		const struct peer_fact *p = &a->nodes[0].peers[i];
+
+		evbuffer_add_printf(out, "%s{", i ? ", " : "");
+		json_string_field(out, "name", p->name);
+		evbuffer_add_printf(out, "\"up\": %s}", p->up ? "true" : "false");
+	}
+	evbuffer_add(out, "], ", 3);
+}
+
 void render_status_json(const struct agent *a, struct evbuffer *out)
 {
 	const struct node *def = agent_default_node(a);
@@ -118,6 +142,7 @@ void render_status_json(const struct agent *a, struct evbuffer *out)
 	json_string_field(out, "default_node", def ? def->status.name : NULL);
 	evbuffer_add_printf(out, "\"uptime_seconds\": %.1f, ",
 			    (double)(clock_ms() - a->started_at_ms) / 1000.0);
+	render_cluster_json(a, out);
 	json_key(out, "nodes");
 	evbuffer_add(out, "[", 1);
 	for (int i = 0; i < a->n_nodes; i++) {

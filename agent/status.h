@@ -44,6 +44,14 @@ enum probe_outcome {
 	PROBE_CONNECTION_LOST,
 };
 
+#define MAX_PEERS 32
+
+/* A peer as the local node's catalog sees it. */
+struct peer_fact {
+	char name[NODE_NAME_MAX];
+	bool up; /* member in good standing and replicating with us */
+};
+
 /*
  * What one probe round learned. A probe fills only what its flavor can
  * tell; *_known flags keep "unknown" apart from zero.
@@ -79,6 +87,10 @@ struct node_facts {
 
 	/* PGD/raft can name the write leader itself; empty when not. */
 	char catalog_write_leader[NODE_NAME_MAX];
+
+	/* The cluster as this node's catalog sees it (flavors that can). */
+	int n_peers;
+	struct peer_fact peers[MAX_PEERS];
 };
 
 enum read_only_policy {

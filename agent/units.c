@@ -210,15 +210,16 @@ int parse_long(const char *s, long min, long max, long *out)
 }
 
 /*
- * The largest unit in which the value is at least one after rounding to
- * a tenth; ".0" is dropped. Values below the smallest unit print as
+ * The largest unit in which the value is at least one, rounded to a
+ * tenth; ".0" is dropped. Values below the smallest unit print as
  * plain numbers with the fallback suffix.
  */
 static void format_scaled(int64_t value, const struct unit *units,
 			  const char *fallback, char *buf, size_t len)
 {
 	const char *sign = value < 0 ? "-" : "";
-	uint64_t mag = value < 0 ? -(uint64_t)value : (uint64_t)value;
+	/* -(value + 1) + 1: no overflow for INT64_MIN */
+	uint64_t mag = value < 0 ? (uint64_t)(-(value + 1)) + 1 : (uint64_t)value;
 
 	if (len == 0)
 		return;
@@ -227,7 +228,7 @@ static void format_scaled(int64_t value, const struct unit *units,
 		uint64_t r = mag % u->mult;
 		uint64_t tenths = q * 10 + (r * 10 + u->mult / 2) / u->mult;
 
-		if (tenths < 10)
+		if (q == 0)
 			continue;
 		if (tenths % 10 == 0)
 			snprintf(buf, len, "%s%" PRIu64 "%s", sign, tenths / 10, u->name);

@@ -30,8 +30,8 @@ int parse_long(const char *s, long min, long max, long *out);
 
 /*
  * "80MB", "1.5GB", "512B": the largest unit in which the value is at
- * least 1 when rounded to one decimal (".0" dropped), so values that
- * are not round print approximately: 83886081 gives "80MB".
+ * least 1, rounded to one decimal (".0" dropped), so values that are
+ * not round print approximately: 83886081 gives "80MB".
  */
 void format_size(int64_t bytes, char *buf, size_t len);
 

@@ -1,0 +1,267 @@
+/*
+ * agent-check. HAProxy connects, writes its agent-send string if it
+ * has one, reads one line and closes. Every reply names a health word
+ * and an admin word, so the agent always undoes an admin state it set
+ * earlier (only the agent can lift a DRAIN it caused).
+ */
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "agentcheck.h"
+#include "listener.h"
+#include "units.h"
+
+#define REQUEST_MAX 256
+
+struct agentcheck_server {
+	struct agent *agent;
+	struct listener *listener;
+	struct agentcheck_conn *conns; /* open connections, freed at shutdown */
+	int open_connections;
+	struct agentcheck_stats stats;
+};
+
+struct agentcheck_conn {
+	struct agentcheck_server *server;
+	struct agentcheck_conn *prev, *next;
+	struct bufferevent *bev;
+	struct event *wait_timer; /* for a client that never sends its line */
+	bool replied;
+};
+
+struct request {
+	char node[NODE_NAME_MAX];
+	bool write;
+	bool bad;
+};
+
+/* "NAME [write]", words split by spaces, tabs or commas as HAProxy does. */
+static void parse_request(const char *line, struct request *req)
+{
+	char copy[REQUEST_MAX + 1];
+	char *save = NULL;
+	char *word;
+	int n = 0;
+
+	memset(req, 0, sizeof(*req));
+	snprintf(copy, sizeof(copy), "%s", line);
+	for (word = strtok_r(copy, " \t,\r\n", &save); word;
+	     word = strtok_r(NULL, " \t,\r\n", &save), n++) {
+		if (n == 0)
+			snprintf(req->node, sizeof(req->node), "%s", word);
+		else if (n == 1 && strcasecmp(word, "write") == 0)
+			req->write = true;
+		else
+			req->bad = true;
+	}
+}
+
+/* HAProxy reads up to the end of line: keep the reason on one line. */
+static void format_down(char *buf, size_t len, const char *reason)
+{
+	snprintf(buf, len, "down ready #%s\n", reason);
+	for (char *p = buf; p[0] && p[1]; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+static void format_node(const struct agent *a, const struct node *n, bool write,
+			char *buf, size_t len)
+{
+	const struct node_status *st = &n->status;
+	const char *leader = agent_write_leader(a);
+
+	if (st->state == STATE_DRAINING) {
+		snprintf(buf, len, "up drain\n");
+	} else if (!state_is_serving(st->state)) {
+		format_down(buf, len, st->reason[0] ? st->reason : "down");
+	} else if (write && !st->write_leader) {
+		char reason[NODE_NAME_MAX + 48];
+
+		snprintf(reason, sizeof(reason), "not the write leader (leader: %s)",
+			 leader[0] ? leader : "none yet");
+		format_down(buf, len, reason);
+	} else {
+		snprintf(buf, len, "up ready %d%%\n", write ? 100 : st->weight);
+	}
+}
+
+void agentcheck_format_reply(const struct agent *a, const char *request,
+			     char *buf, size_t len)
+{
+	struct request req;
+	const struct node *n;
+
+	parse_request(request, &req);
+	if (req.bad) {
+		format_down(buf, len, "bad request: expected NODE [write]");
+		return;
+	}
+	n = req.node[0] ? agent_find_node(a, req.node) : agent_default_node(a);
+	if (!n) {
+		char reason[NODE_NAME_MAX + 16];
+
+		snprintf(reason, sizeof(reason), "unknown node %s", req.node);
+		format_down(buf, len, reason);
+		return;
+	}
+	format_node(a, n, req.write, buf, len);
+}
+
+static void conn_free(struct agentcheck_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->server->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->server->open_connections--;
+	if (c->wait_timer)
+		event_free(c->wait_timer);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void on_written(struct bufferevent *bev, void *arg)
+{
+	struct agentcheck_conn *c = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_free(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	/* EOF, error or timeout: nothing more to say to this client */
+	conn_free(arg);
+}
+
+static void reply(struct agentcheck_conn *c, const char *request)
+{
+	char line[REASON_MAX + NODE_NAME_MAX + 64];
+
+	if (c->replied)
+		return;
+	c->replied = true;
+	c->server->stats.replies++;
+	if (c->wait_timer)
+		event_del(c->wait_timer);
+	agentcheck_format_reply(c->server->agent, request, line, sizeof(line));
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setcb(c->bev, NULL, on_written, on_event, c);
+	bufferevent_write(c->bev, line, strlen(line));
+}
+
+static void on_readable(struct bufferevent *bev, void *arg)
+{
+	struct agentcheck_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	char line[REQUEST_MAX + 1];
+
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > REQUEST_MAX) {
+			c->server->stats.bad_requests++;
+			reply(c, "bad request line too long");
+		}
+		return;
+	}
+	if ((size_t)eol.pos > REQUEST_MAX) {
+		c->server->stats.bad_requests++;
+		reply(c, "bad request line too long");
+		return;
+	}
+	evbuffer_remove(in, line, (size_t)eol.pos);
+	line[eol.pos] = '\0';
+	reply(c, line);
+}
+
+static void on_wait_expired(evutil_socket_t fd, short what, void *arg)
+{
+	reply(arg, "");
+}
+
+static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
+{
+	struct agentcheck_server *s = arg;
+	struct agent *a = s->agent;
+	struct agentcheck_conn *c;
+	struct timeval io_timeout = { .tv_sec = a->config.client_timeout_ms / 1000,
+				      .tv_usec = (a->config.client_timeout_ms % 1000) * 1000 };
+
+	s->stats.connections++;
+	if (s->open_connections >= a->config.max_clients ||
+	    !(c = calloc(1, sizeof(*c)))) {
+		s->stats.over_capacity++;
+		evutil_closesocket(fd);
+		return;
+	}
+	c->server = s;
+	c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	s->open_connections++;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	bufferevent_set_timeouts(c->bev, &io_timeout, &io_timeout);
+	if (a->n_nodes == 1) {
+		reply(c, "");
+		return;
+	}
+	c->wait_timer = evtimer_new(a->base, on_wait_expired, c);
+	if (c->wait_timer) {
+		struct timeval wait = { .tv_sec = a->config.agent_send_wait_ms / 1000,
+					.tv_usec = (a->config.agent_send_wait_ms % 1000) * 1000 };
+
+		evtimer_add(c->wait_timer, &wait);
+	}
+	bufferevent_setcb(c->bev, on_readable, NULL, on_event, c);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct listen_addr *addr,
+						char *err, size_t errlen)
+{
+	struct agentcheck_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log,
+				   "agent-check", on_accept, s, err, errlen);
+	if (!s->listener) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void agentcheck_server_free(struct agentcheck_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		conn_free(s->conns);
+	listener_free(s->listener);
+	free(s);
+}
+
+const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_server *s)
+{
+	return &s->stats;
+}
