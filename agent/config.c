@@ -85,6 +85,7 @@ static const struct setting settings[] = {
 	AGENT("allow_root", TYPE_BOOL, allow_root, 0, 0),
 	AGENT("agent_send_wait", TYPE_DURATION, agent_send_wait_ms, 0, 60 * MS_PER_S),
 	AGENT("leader_return_delay", TYPE_DURATION, leader_return_delay_ms, 0, MS_PER_D),
+	AGENT("leader_handover", TYPE_DURATION, leader_handover_ms, 0, MS_PER_H),
 	AGENT("spoe_max_frame_size", TYPE_SIZE, spoe_max_frame_size, 256, 16777215),
 	AGENT("spoe_max_fragmented", TYPE_SIZE, spoe_max_fragmented, 256, INT64_C(1) << 30),
 	AGENT("max_clients", TYPE_INT, max_clients, 1, 1000000),
@@ -273,6 +274,8 @@ static void set_defaults(struct agent_config *cfg)
 	cfg->allow_root = false;
 	cfg->agent_send_wait_ms = 500;
 	cfg->leader_return_delay_ms = 10 * MS_PER_S;
+	/* HAProxy's default check inter: long enough for it to see the old leader go */
+	cfg->leader_handover_ms = 2 * MS_PER_S;
 	cfg->spoe_max_frame_size = 16380;
 	cfg->spoe_max_fragmented = 1024 * 1024;
 	cfg->max_clients = 10000;

@@ -118,6 +118,7 @@ static void assert_default_agent(const struct agent_config *cfg)
 	assert_false(cfg->allow_root);
 	assert_int_equal(cfg->agent_send_wait_ms, 500);
 	assert_int_equal(cfg->leader_return_delay_ms, 10000);
+	assert_int_equal(cfg->leader_handover_ms, 2000);
 	assert_int_equal(cfg->spoe_max_frame_size, 16380);
 	assert_int_equal(cfg->spoe_max_fragmented, 1024 * 1024);
 	assert_int_equal(cfg->max_clients, 10000);
@@ -213,29 +214,30 @@ static const char full_ini[] =
 	"allow_root = yes\n"                                    /* 15 */
 	"agent_send_wait = 250ms\n"
 	"leader_return_delay = 1min\n"
+	"leader_handover = 3s\n"
 	"spoe_max_frame_size = 16kB\n"
-	"spoe_max_fragmented = 4MB\n"
-	"max_clients = 500\n"                                   /* 20 */
+	"spoe_max_fragmented = 4MB\n"                           /* 20 */
+	"max_clients = 500\n"
 	"client_timeout = 30s\n"
 	"\n"
 	"[policy]\n"
-	"drain_lag = 16MB\n"
-	"max_lag = 64MB\n"                                      /* 25 */
+	"drain_lag = 16MB\n"                                    /* 25 */
+	"max_lag = 64MB\n"
 	"max_lag_time = 1.5min\n"
 	"min_weight = 5\n"
 	"read_only = ready\n"
-	"\n"
-	"[node.node2]\n"                                        /* 30 */
+	"\n"                                                    /* 30 */
+	"[node.node2]\n"
 	"dsn = host=10.0.0.2 port=5433 dbname=app user=mon\n"
 	"priority = 200\n"
 	"flavor = pgd\n"
-	"sslmode = require\n"
-	"\n"                                                    /* 35 */
+	"sslmode = require\n"                                   /* 35 */
+	"\n"
 	"[postgresql]\n"
 	"host = /var/run/postgresql\n"
 	"dbname = app\n"
-	"name = local-1\n"
-	"priority = 10\n"                                       /* 40 */
+	"name = local-1\n"                                      /* 40 */
+	"priority = 10\n"
 	"flavor = bdr\n"
 	"connect_timeout = 3\n";
 
@@ -270,6 +272,7 @@ static void test_full_config(void **state)
 	assert_true(cfg->allow_root);
 	assert_int_equal(cfg->agent_send_wait_ms, 250);
 	assert_int_equal(cfg->leader_return_delay_ms, 60000);
+	assert_int_equal(cfg->leader_handover_ms, 3000);
 	assert_int_equal(cfg->spoe_max_frame_size, 16384);
 	assert_int_equal(cfg->spoe_max_fragmented, 4 * 1024 * 1024);
 	assert_int_equal(cfg->max_clients, 500);
@@ -286,7 +289,7 @@ static void test_full_config(void **state)
 	node2 = &cfg->nodes[1];
 	assert_true(local->classic);
 	assert_string_equal(local->name, "local-1");
-	assert_int_equal(local->line, 36);
+	assert_int_equal(local->line, 37);
 	assert_int_equal(local->priority, 10);
 	assert_int_equal(local->flavor, FLAVOR_BDR);
 	assert_param(local, "host", "/var/run/postgresql");
@@ -298,7 +301,7 @@ static void test_full_config(void **state)
 
 	assert_false(node2->classic);
 	assert_string_equal(node2->name, "node2");
-	assert_int_equal(node2->line, 30);
+	assert_int_equal(node2->line, 31);
 	assert_int_equal(node2->priority, 200);
 	assert_int_equal(node2->flavor, FLAVOR_PGD);
 	assert_param(node2, "host", "10.0.0.2");
@@ -533,7 +536,7 @@ static void test_boundaries_accepted(void **state)
 	load_ok("[postgresql]\n[agent]\ninterval = 100ms\ntimeout = 100ms\n"
 		"rise = 100\nfall = 100\nspoe_max_frame_size = 256\n"
 		"max_clients = 1000000\nagent_send_wait = 0\n"
-		"leader_return_delay = 0\nclient_timeout = 100ms\n"
+		"leader_return_delay = 0\nleader_handover = 0\nclient_timeout = 100ms\n"
 		"[policy]\nmin_weight = 100\n", &l);
 	assert_int_equal(l.cfg.interval_ms, 100);
 	assert_int_equal(l.cfg.timeout_ms, 100);
@@ -543,6 +546,7 @@ static void test_boundaries_accepted(void **state)
 	assert_int_equal(l.cfg.max_clients, 1000000);
 	assert_int_equal(l.cfg.agent_send_wait_ms, 0);
 	assert_int_equal(l.cfg.leader_return_delay_ms, 0);
+	assert_int_equal(l.cfg.leader_handover_ms, 0);
 	assert_int_equal(l.cfg.policy.min_weight, 100);
 	config_free(&l.cfg);
 
@@ -668,6 +672,10 @@ static struct error_case error_cases[] = {
 	  "leader_return_delay", "invalid duration '-1s'" },
 	{ "leader_return_delay_too_big", PG "[agent]\nleader_return_delay=2d\n", 4,
 	  "leader_return_delay", "out of range (0ms to 1d)" },
+	{ "leader_handover_junk", PG "[agent]\nleader_handover=later\n", 4, "leader_handover",
+	  "invalid duration 'later'" },
+	{ "leader_handover_too_big", PG "[agent]\nleader_handover=61min\n", 4, "leader_handover",
+	  "out of range (0ms to 1h)" },
 	{ "spoe_max_frame_size_small", PG "[agent]\nspoe_max_frame_size=255\n", 4, "spoe_max_frame_size",
 	  "255 is out of range (256B to 16777215B)" },
 	{ "spoe_max_frame_size_big", PG "[agent]\nspoe_max_frame_size=16MB\n", 4, "spoe_max_frame_size",
@@ -907,7 +915,7 @@ static void test_config_free_zeroed(void **state)
 static const char *const documented_keys[] = {
 	"http_listen", "agent_listen", "spoe_listen", "allow_from", "interval",
 	"timeout", "stale_after", "rise", "fall", "maintenance_file", "log_level",
-	"user", "allow_root", "agent_send_wait", "leader_return_delay",
+	"user", "allow_root", "agent_send_wait", "leader_return_delay", "leader_handover",
 	"spoe_max_frame_size", "spoe_max_fragmented", "max_clients",
 	"client_timeout", "drain_lag", "max_lag", "max_lag_time", "min_weight",
 	"read_only",
