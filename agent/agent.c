@@ -264,32 +264,40 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	update_leader(a);
 }
 
+static struct poller_settings poller_settings_of(const struct agent_config *cfg)
+{
+	return (struct poller_settings){
+		.interval_ms = cfg->interval_ms,
+		.timeout_ms = cfg->timeout_ms,
+	};
+}
+
+static int node_init(struct agent *a, struct node *n, const struct node_config *cfg)
+{
+	struct poller_settings settings = poller_settings_of(&a->config);
+
+	memset(n, 0, sizeof(*n));
+	n->agent = a;
+	n->cfg = cfg;
+	n->judged.flavor = cfg->flavor;
+	snprintf(n->judged.reason, sizeof(n->judged.reason), "no probe finished yet");
+	n->judged_read = n->judged;
+	node_refresh_name(n, NULL);
+	n->status = n->judged;
+	n->poller = poller_new(a->base, a->dns, cfg, &settings, &a->log, n->judged.name,
+			       on_round_finished, n);
+	return n->poller ? 0 : -1;
+}
+
 static int create_nodes(struct agent *a)
 {
-	struct poller_settings settings = {
-		.interval_ms = a->config.interval_ms,
-		.timeout_ms = a->config.timeout_ms,
-	};
-
 	a->n_nodes = a->config.n_nodes;
 	a->nodes = calloc((size_t)a->n_nodes, sizeof(*a->nodes));
 	if (!a->nodes)
 		return -1;
-	for (int i = 0; i < a->n_nodes; i++) {
-		struct node *n = &a->nodes[i];
-
-		n->agent = a;
-		n->cfg = &a->config.nodes[i];
-		n->judged.flavor = n->cfg->flavor;
-		snprintf(n->judged.reason, sizeof(n->judged.reason), "no probe finished yet");
-		n->judged_read = n->judged;
-		node_refresh_name(n, NULL);
-		n->status = n->judged;
-		n->poller = poller_new(a->base, a->dns, n->cfg, &settings, &a->log,
-				       n->judged.name, on_round_finished, n);
-		if (!n->poller)
+	for (int i = 0; i < a->n_nodes; i++)
+		if (node_init(a, &a->nodes[i], &a->config.nodes[i]) < 0)
 			return -1;
-	}
 	return 0;
 }
 
@@ -334,6 +342,142 @@ int agent_init(struct agent *a, struct agent_config *config)
 	return 0;
 }
 
+/* Same node, same connection: name, flavor and every libpq parameter. */
+static bool same_node(const struct node_config *x, const struct node_config *y)
+{
+	if (strcmp(x->name, y->name) != 0 || x->flavor != y->flavor ||
+	    x->n_params != y->n_params || x->classic != y->classic)
+		return false;
+	for (int i = 0; i < x->n_params; i++)
+		if (strcmp(x->keywords[i], y->keywords[i]) != 0 ||
+		    strcmp(x->values[i], y->values[i]) != 0)
+			return false;
+	return true;
+}
+
+static int find_kept_node(const struct agent *a, const struct node_config *cfg, const bool *taken)
+{
+	for (int j = 0; j < a->n_nodes; j++)
+		if (!taken[j] && same_node(a->nodes[j].cfg, cfg))
+			return j;
+	return -1;
+}
+
+static bool listen_addr_equal(const struct listen_addr *x, const struct listen_addr *y)
+{
+	return x->enabled == y->enabled && x->port == y->port && strcmp(x->host, y->host) == 0;
+}
+
+static void warn_about_restart_only_changes(struct agent *a, const struct agent_config *next)
+{
+	if (!listen_addr_equal(&a->config.http_listen, &next->http_listen) ||
+	    !listen_addr_equal(&a->config.agent_listen, &next->agent_listen) ||
+	    !listen_addr_equal(&a->config.spoe_listen, &next->spoe_listen))
+		log_warning(&a->log, "reload: listen addresses change only on restart; "
+			    "the listeners stay as they are");
+}
+
+/*
+ * Build the new node table: nodes whose connection parameters did not
+ * change keep their poller, connection and status history; new ones
+ * start polling; the rest are stopped. Pollers point back at their
+ * node, so each kept poller is rebound to its new slot.
+ */
+static int rebuild_nodes(struct agent *a, struct agent_config *next, int *added, int *removed)
+{
+	struct node *nodes = calloc((size_t)next->n_nodes, sizeof(*nodes));
+	bool *taken = calloc((size_t)a->n_nodes + 1, sizeof(*taken));
+	bool *fresh = calloc((size_t)next->n_nodes + 1, sizeof(*fresh));
+
+	if (!nodes || !taken || !fresh) {
+		free(nodes);
+		free(taken);
+		free(fresh);
+		return -1;
+	}
+	for (int i = 0; i < next->n_nodes; i++) {
+		int j = find_kept_node(a, &next->nodes[i], taken);
+
+		if (j >= 0) {
+			taken[j] = true;
+			nodes[i] = a->nodes[j];
+			nodes[i].cfg = &next->nodes[i];
+		} else {
+			fresh[i] = true;
+		}
+	}
+	*removed = 0;
+	for (int j = 0; j < a->n_nodes; j++) {
+		if (!taken[j]) {
+			log_info(&a->log, "reload: node %s removed", a->nodes[j].status.name);
+			poller_free(a->nodes[j].poller);
+			(*removed)++;
+		}
+	}
+	free(a->nodes);
+	a->nodes = nodes;
+	a->n_nodes = next->n_nodes;
+	free(taken);
+
+	/* from here on, a->config must be the new one: pollers read it */
+	config_free(&a->config);
+	a->config = *next;
+	memset(next, 0, sizeof(*next));
+
+	*added = 0;
+	for (int i = 0; i < a->n_nodes; i++) {
+		struct node *n = &a->nodes[i];
+		struct poller_settings settings = poller_settings_of(&a->config);
+
+		if (fresh[i]) {
+			if (node_init(a, n, &a->config.nodes[i]) < 0)
+				continue;
+			log_info(&a->log, "reload: node %s added", n->status.name);
+			poller_start(n->poller);
+			(*added)++;
+			continue;
+		}
+		poller_rebind(n->poller, n->cfg, n->judged.name, n);
+		poller_set_settings(n->poller, &settings);
+	}
+	free(fresh);
+	return 0;
+}
+
+static void unwatch_maintenance_file(struct agent *a)
+{
+	if (a->inotify_ev)
+		event_free(a->inotify_ev);
+	a->inotify_ev = NULL;
+	if (a->inotify_fd >= 0)
+		close(a->inotify_fd);
+	a->inotify_fd = -1;
+}
+
+int agent_reload(struct agent *a, struct agent_config *next)
+{
+	int added = 0, removed = 0;
+
+	warn_about_restart_only_changes(a, next);
+	unwatch_maintenance_file(a);
+	if (rebuild_nodes(a, next, &added, &removed) < 0) {
+		log_error(&a->log, "reload: out of memory, keeping the old configuration");
+		config_free(next);
+		watch_maintenance_file(a);
+		return -1;
+	}
+	a->log.level = a->config.log_level;
+	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
+	a->leader_policy.handover_ms = a->config.leader_handover_ms;
+	a->default_node = 0;
+	watch_maintenance_file(a);
+	publish_all(a);
+	update_leader(a);
+	log_info(&a->log, "configuration reloaded from %s: %d node(s), %d added, %d removed",
+		 a->config.path ? a->config.path : "?", a->n_nodes, added, removed);
+	return 0;
+}
+
 void agent_start_pollers(struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)
@@ -369,10 +513,7 @@ void agent_free(struct agent *a)
 		poller_free(a->nodes[i].poller);
 	free(a->nodes);
 	a->nodes = NULL;
-	if (a->inotify_ev)
-		event_free(a->inotify_ev);
-	if (a->inotify_fd >= 0)
-		close(a->inotify_fd);
+	unwatch_maintenance_file(a);
 	if (a->tick)
 		event_free(a->tick);
 	if (a->dns)

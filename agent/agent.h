@@ -75,6 +75,13 @@ struct agent {
 /* Takes ownership of *config (it is moved, then zeroed). */
 int agent_init(struct agent *a, struct agent_config *config);
 void agent_start_pollers(struct agent *a);
+
+/*
+ * Switch to a new, already validated config (moved from *next): kept
+ * nodes keep their connections, added nodes start, removed ones stop.
+ * Listeners are not touched. Returns 0, or -1 with the old config kept.
+ */
+int agent_reload(struct agent *a, struct agent_config *next);
 void agent_free(struct agent *a);
 
 /* Run the loop until every node has finished one round or timeout passes. */

@@ -150,6 +150,26 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
+/*
+ * SIGHUP: validate the file first; an invalid one changes nothing, and
+ * the error (file, line, key) goes to the log for the operator.
+ */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *a = arg;
+	struct agent_config next;
+	struct config_error err;
+	char msg[600];
+
+	log_info(&a->log, "received SIGHUP, reloading %s", a->config.path);
+	if (config_load(a->config.path, &next, &err) < 0) {
+		config_error_format(&err, msg, sizeof(msg));
+		log_error(&a->log, "reload rejected, keeping the running configuration: %s", msg);
+		return;
+	}
+	agent_reload(a, &next);
+}
+
 static int start_listeners(struct agent *a)
 {
 	char err[300];
@@ -188,7 +208,7 @@ static void log_listen_addr(const struct agent *a, const char *what,
 
 static int run_daemon(struct agent *a)
 {
-	struct event *sigterm, *sigint;
+	struct event *sigterm, *sigint, *sighup;
 	int rc = 0;
 
 	if (start_listeners(a) < 0) {
@@ -197,8 +217,10 @@ static int run_daemon(struct agent *a)
 	}
 	sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
 	sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
+	sighup = evsignal_new(a->base, SIGHUP, on_reload_signal, a);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
 
 	log_info(&a->log, "pgbdr-agent %s: %d node(s)", PGBDR_VERSION, a->n_nodes);
 	log_listen_addr(a, "http", &a->config.http_listen);
@@ -209,6 +231,7 @@ static int run_daemon(struct agent *a)
 
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	stop_listeners(a);
 	return rc;
 }

@@ -524,6 +524,19 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 	return p;
 }
 
+void poller_rebind(struct poller *p, const struct node_config *cfg, const char *name,
+		   void *arg)
+{
+	p->cfg = cfg;
+	p->name = name;
+	p->cb_arg = arg;
+}
+
+void poller_set_settings(struct poller *p, const struct poller_settings *settings)
+{
+	p->settings = *settings;
+}
+
 void poller_start(struct poller *p)
 {
 	schedule_next_round(p, 0);

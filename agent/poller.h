@@ -35,6 +35,14 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 /* Run the first round now; later rounds follow every interval. */
 void poller_start(struct poller *p);
 
+/*
+ * After a reload: the node keeps its connection, but its config, name
+ * and owner moved. Timing changes apply from the next round.
+ */
+void poller_rebind(struct poller *p, const struct node_config *cfg, const char *name,
+		   void *arg);
+void poller_set_settings(struct poller *p, const struct poller_settings *settings);
+
 /* Closes the connection without waiting on the server. */
 void poller_free(struct poller *p);
 
