@@ -20,6 +20,21 @@
 #include "evaluate.h"
 #include "poller.h"
 
+const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS] = {
+	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+};
+
+static void count_probe(struct node *n, const struct node_facts *facts, int check_ms)
+{
+	n->probes++;
+	if (facts->outcome != PROBE_OK && facts->outcome < PROBE_OUTCOME_COUNT)
+		n->probe_errors[facts->outcome]++;
+	for (int i = 0; i < PROBE_DURATION_BUCKETS; i++)
+		if (check_ms <= probe_duration_bounds_ms[i])
+			n->probe_duration_buckets[i]++;
+	n->probe_duration_sum += check_ms / 1000.0;
+}
+
 static void node_refresh_name(struct node *n, const struct node_facts *facts)
 {
 	const char *name = n->cfg->name;
@@ -171,6 +186,7 @@ static void on_round_finished(void *arg, const struct node_facts *facts, int che
 	int64_t now = clock_ms();
 
 	read_policy.read_only = READ_ONLY_READY;
+	count_probe(n, facts, check_ms);
 	evaluate(facts, &a->config.policy, &n->judged, false, now, &n->judged);
 	evaluate(facts, &read_policy, &n->judged_read, false, now, &n->judged_read);
 	n->judged.check_ms = check_ms;

@@ -22,6 +22,10 @@ struct http_server;
 struct spop_server;
 struct agentcheck_server;
 
+/* Upper bounds of the probe duration histogram, in milliseconds. */
+#define PROBE_DURATION_BUCKETS 11
+extern const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS];
+
 struct node {
 	struct agent *agent;
 	const struct node_config *cfg; /* owned by agent->config */
@@ -38,6 +42,12 @@ struct node {
 	struct poller *poller;
 	bool probed;                   /* at least one round finished */
 	int64_t eligible_since_ms;     /* write candidate since, 0 if not */
+
+	/* probe history for /metrics */
+	uint64_t probes;
+	uint64_t probe_errors[PROBE_OUTCOME_COUNT];
+	uint64_t probe_duration_buckets[PROBE_DURATION_BUCKETS];
+	double probe_duration_sum;
 
 	/* the cluster as this node's catalog sees it */
 	int n_peers;
@@ -67,6 +77,9 @@ struct agent {
 	struct leader_policy leader_policy;
 	char hostname[NODE_NAME_MAX];
 	int64_t started_at_ms;
+
+	uint64_t reloads;
+	uint64_t reload_failures;
 
 	/* --once / --inetd: stop the loop when every node has been probed */
 	bool exit_after_first_round;

@@ -265,3 +265,8 @@ const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_s
 {
 	return &s->stats;
 }
+
+uint64_t agentcheck_server_refused(const struct agentcheck_server *s)
+{
+	return listener_stats(s->listener)->refused;
+}

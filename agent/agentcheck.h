@@ -32,5 +32,6 @@ struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct li
 						char *err, size_t errlen);
 void agentcheck_server_free(struct agentcheck_server *s);
 const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_server *s);
+uint64_t agentcheck_server_refused(const struct agentcheck_server *s);
 
 #endif

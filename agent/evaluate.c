@@ -124,6 +124,7 @@ static const char *outcome_text(enum probe_outcome outcome)
 	case PROBE_CONNECTION_LOST:
 		return "connection lost";
 	case PROBE_OK:
+	case PROBE_OUTCOME_COUNT:
 		break;
 	}
 	return "probe failed";

@@ -18,6 +18,7 @@
 
 #include "evaluate.h"
 #include "http.h"
+#include "metrics.h"
 #include "render.h"
 
 #define HTTP_MAX_HEADERS_SIZE 16384
@@ -27,8 +28,7 @@ struct http_server {
 	struct agent *agent;
 	struct evhttp *evh;
 	struct evhttp_bound_socket *bound;
-	uint64_t requests;
-	uint64_t refused; /* by allow_from */
+	struct http_stats stats;
 };
 
 static const char *const TEXT_PLAIN = "text/plain; charset=utf-8";
@@ -172,6 +172,10 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 		set_reply(r, 200, "OK");
 		r->content_type = "application/json";
 		render_status_json(a, r->body);
+	} else if (strcmp(path, "/metrics") == 0) {
+		set_reply(r, 200, "OK");
+		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		metrics_render(a, r->body);
 	} else if (strcmp(path, "/live") == 0) {
 		reply_text(r, 200, "OK", "alive");
 	} else {
@@ -224,7 +228,7 @@ static bool refuse_if_not_allowed(struct http_server *s, struct evhttp_request *
 	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
 	    cidr_list_allows(&s->agent->config.allow_from, (struct sockaddr *)&ss))
 		return false;
-	s->refused++;
+	s->stats.refused++;
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
 	evhttp_send_reply(req, 403, "Forbidden", NULL);
@@ -262,7 +266,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 	if (refuse_if_not_allowed(s, req))
 		return;
-	s->requests++;
+	s->stats.requests++;
 	reply.body = evbuffer_new();
 	if (!reply.body) {
 		evhttp_send_error(req, 500, "out of memory");
@@ -274,6 +278,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		http_route(s->agent, method_of(req), path, evhttp_uri_get_query(uri), &reply);
 
 	send_reply(req, &reply);
+	if (reply.code >= 200 && reply.code < 600)
+		s->stats.responses[reply.code / 100]++;
 	evbuffer_free(reply.body);
 }
 
@@ -319,4 +325,9 @@ void http_server_free(struct http_server *s)
 	if (s->evh)
 		evhttp_free(s->evh);
 	free(s);
+}
+
+const struct http_stats *http_server_stats(const struct http_server *s)
+{
+	return &s->stats;
 }

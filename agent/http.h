@@ -35,6 +35,14 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 
 enum http_method http_method_from_name(const char *name);
 
+struct http_stats {
+	uint64_t requests;
+	uint64_t refused;       /* by allow_from */
+	uint64_t responses[6];  /* by class: [2] = 2xx ... [5] = 5xx */
+};
+
+const struct http_stats *http_server_stats(const struct http_server *s);
+
 /* Bind and serve; NULL with err filled when the address is unusable. */
 struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
 				    char *err, size_t errlen);

@@ -163,11 +163,15 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 
 	log_info(&a->log, "received SIGHUP, reloading %s", a->config.path);
 	if (config_load(a->config.path, &next, &err) < 0) {
+		a->reload_failures++;
 		config_error_format(&err, msg, sizeof(msg));
 		log_error(&a->log, "reload rejected, keeping the running configuration: %s", msg);
 		return;
 	}
-	agent_reload(a, &next);
+	if (agent_reload(a, &next) == 0)
+		a->reloads++;
+	else
+		a->reload_failures++;
 }
 
 static int start_listeners(struct agent *a)

@@ -1,15 +1,735 @@
-/* Placeholder until the SPOP server lands (being written now). */
+/*
+ * The SPOP responder for HAProxy's SPOE filter. One bufferevent per
+ * HAProxy connection and a small state machine: HAPROXY-HELLO first,
+ * then NOTIFY frames (fragmented ones reassembled) until either side
+ * disconnects. Every NOTIFY is answered at once from the cached node
+ * table, so ACKs leave in arrival order and never wait on PostgreSQL.
+ * The codec (spoe/spop.h) parses and encodes; this file moves bytes,
+ * enforces the limits and picks the variables.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
+#include "listener.h"
+#include "spop.h"
 #include "spop_server.h"
+
+/*
+ * A client that sends NOTIFYs but does not read the ACKs would make
+ * us buffer without end: past this many unsent bytes we stop reading
+ * from it until its output drains.
+ */
+#define OUTPUT_PAUSE_BYTES (1024 * 1024)
+
+/*
+ * Input is consumed frame by frame as it arrives, so the input buffer
+ * holds at most one partial frame plus one socket read; this bound
+ * only guards against that assumption breaking.
+ */
+#define INPUT_SLACK_BYTES (64 * 1024)
+
+/* After our last frame and FIN, how long we wait for the client's FIN. */
+#define LINGER_MS 1000
+
+#define NODE_ARG "node"
+#define STATUS_MESSAGE "pgbdr-status"
+#define PEER_NAME_MAX 80
+#define SHOWN_NAME_MAX 64
+
+enum conn_state {
+	CONN_AWAIT_HELLO,  /* only HAPROXY-HELLO (or DISCONNECT) is valid */
+	CONN_READY,        /* handshake done: NOTIFY in, ACK out */
+	CONN_CLOSING,      /* last frame queued: flush it, discard input */
+	CONN_LINGERING,    /* flushed and FIN sent: wait for the client's FIN */
+};
+
+struct spop_conn {
+	struct spop_server *server;
+	struct spop_conn *prev, *next;
+	struct bufferevent *bev;
+	/*
+	 * One timer serves each state in turn: no complete frame within
+	 * client_timeout, then a bound on flushing, then on lingering.
+	 * A bufferevent read timeout would not do for the first: any
+	 * byte resets it, so a client trickling a frame would never
+	 * time out.
+	 */
+	struct event *timer;
+	enum conn_state state;
+	uint32_t max_frame_size;  /* ours until the HELLO, then negotiated */
+	bool read_paused;         /* the client is not reading our ACKs */
+	bool peer_closed;         /* EOF seen: no FIN to wait for */
+	struct spop_reasm reasm;
+	uint8_t *reasm_buf;       /* allocated at the first fragment */
+	char peer[PEER_NAME_MAX];
+};
+
+struct spop_server {
+	struct agent *agent;
+	struct listener *listener;
+	struct spop_conn *conns;  /* every open connection, to free at exit */
+	/* One outgoing frame at a time: the loop is single-threaded. */
+	uint8_t *scratch;
+	size_t scratch_cap;
+	uint32_t max_frame_size;
+	size_t max_fragmented;    /* 0: fragmentation not announced */
+	const char *capabilities;
+	struct timeval client_timeout;
+	struct timeval linger;
+	struct spop_server_stats stats;
+};
+
+static struct timeval timeval_from_ms(int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	return tv;
+}
+
+static const struct logger *conn_log(const struct spop_conn *c)
+{
+	return &c->server->agent->log;
+}
+
+/* ---- connection lifetime -------------------------------------------- */
+
+static void conn_free(struct spop_conn *c)
+{
+	struct spop_server *s = c->server;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->stats.open--;
+	bufferevent_free(c->bev);
+	event_free(c->timer);
+	free(c->reasm_buf);
+	free(c);
+}
+
+static size_t output_length(const struct spop_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void arm_timer(struct spop_conn *c, const struct timeval *tv)
+{
+	evtimer_add(c->timer, tv);
+}
+
+/*
+ * After the last frame went out, send our FIN and read until the
+ * client's: closing with unread input would make the kernel answer
+ * with a reset, which can destroy the DISCONNECT frame in flight.
+ * Returns false if c was freed.
+ */
+static bool conn_settle(struct spop_conn *c)
+{
+	if (c->state != CONN_CLOSING || output_length(c) > 0)
+		return true;
+	if (c->peer_closed) {
+		conn_free(c);
+		return false;
+	}
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	c->state = CONN_LINGERING;
+	arm_timer(c, &c->server->linger);
+	return true;
+}
+
+/* Queue nothing more; what is queued still goes out. */
+static void conn_finish(struct spop_conn *c)
+{
+	c->state = CONN_CLOSING;
+	if (c->read_paused) {
+		c->read_paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	arm_timer(c, &c->server->client_timeout);
+}
+
+static void conn_send(struct spop_conn *c, const uint8_t *frame, ssize_t len)
+{
+	if (len > 0)
+		evbuffer_add(bufferevent_get_output(c->bev), frame, (size_t)len);
+}
+
+static size_t status_slot(enum spop_status status)
+{
+	unsigned code = (unsigned)status;
+
+	return code < SPOP_SERVER_STATUS_SLOTS - 1 ? code : SPOP_SERVER_STATUS_SLOTS - 1;
+}
+
+/* AGENT-DISCONNECT with status, then close. */
+static void conn_disconnect(struct spop_conn *c, enum spop_status status)
+{
+	struct spop_server *s = c->server;
+	ssize_t len = spop_encode_agent_disconnect(s->scratch, s->scratch_cap, status, NULL);
+
+	if (status != SPOP_STATUS_NORMAL)
+		log_debug(conn_log(c), "spop %s: disconnecting: %s (%d)", c->peer,
+			  spop_status_text(status), (int)status);
+	conn_send(c, s->scratch, len);
+	s->stats.disconnects[status_slot(status)]++;
+	conn_finish(c);
+}
+
+/* ---- HELLO and DISCONNECT -------------------------------------------- */
+
+static void on_haproxy_hello(struct spop_conn *c, const struct spop_frame *f)
+{
+	struct spop_server *s = c->server;
+	struct spop_haproxy_hello hello;
+	enum spop_status status;
+	uint32_t size;
+
+	status = spop_decode_haproxy_hello(f->payload, f->payload_len, &hello);
+	if (status == SPOP_OK)
+		status = spop_validate_hello(&hello);
+	if (status != SPOP_OK) {
+		conn_disconnect(c, status);
+		return;
+	}
+	/* Validated: HAProxy's size is at least 256, and so is ours. */
+	size = hello.max_frame_size < s->max_frame_size ? (uint32_t)hello.max_frame_size
+							: s->max_frame_size;
+	conn_send(c, s->scratch,
+		  spop_encode_agent_hello(s->scratch, s->scratch_cap, size, s->capabilities));
+	s->stats.hellos_sent++;
+	if (hello.healthcheck) {
+		/* option spop-check: HAProxy closes after the AGENT-HELLO. */
+		s->stats.healthchecks++;
+		conn_finish(c);
+		return;
+	}
+	c->max_frame_size = size;
+	c->state = CONN_READY;
+}
+
+static void on_haproxy_disconnect(struct spop_conn *c, const struct spop_frame *f)
+{
+	struct spop_disconnect d;
+
+	if (spop_decode_disconnect(f->payload, f->payload_len, &d) == SPOP_OK && d.has_status &&
+	    d.status_code != SPOP_STATUS_NORMAL)
+		log_debug(conn_log(c), "spop %s: HAProxy disconnects: %.*s (%u)", c->peer,
+			  (int)d.message.len, d.message.ptr, (unsigned)d.status_code);
+	/* HAProxy waits for our DISCONNECT before it closes. */
+	conn_disconnect(c, SPOP_STATUS_NORMAL);
+}
+
+/* ---- NOTIFY ---------------------------------------------------------- */
+
+static bool set_var(struct spop_builder *b, const char *name, struct spop_value value)
+{
+	return spop_ack_set_var(b, SPOP_SCOPE_TXN, name, &value);
+}
+
+/*
+ * The most useful variables come first: when a small negotiated
+ * frame cannot hold them all, the ACK still carries those.
+ */
+static bool put_node_vars(struct spop_builder *b, const struct node_status *st)
+{
+	return set_var(b, "ready", spop_bool(state_is_serving(st->state))) &&
+	       set_var(b, "weight", spop_int32(st->weight)) &&
+	       set_var(b, "state", spop_cstring(state_name(st->state)));
+}
+
+static bool put_node_details(struct spop_builder *b, const struct node_status *st)
+{
+	/* Unknown lag is left unset, never reported as 0. */
+	if (st->lag_bytes_known && !set_var(b, "lag_bytes", spop_int64(st->lag_bytes)))
+		return false;
+	return set_var(b, "reason", spop_cstring(st->reason));
+}
+
+static bool put_cluster_vars(struct spop_builder *b, const struct agent *a)
+{
+	const struct node *best = agent_best_node(a);
+
+	return set_var(b, "write_node", spop_cstring(agent_write_leader(a))) &&
+	       set_var(b, "best_node", spop_cstring(best ? best->status.name : "")) &&
+	       set_var(b, "ready_nodes", spop_int32(agent_ready_nodes(a)));
+}
+
+/*
+ * The name as it may be shown in a variable that ends up in headers
+ * or logs: printable ASCII only, and not too long.
+ */
+static void printable_name(struct spop_str name, char *out, size_t outlen)
+{
+	size_t n = name.len < outlen - 1 ? name.len : outlen - 1;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)name.ptr[i];
+
+		out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	out[n] = '\0';
+}
+
+/*
+ * The node a pgbdr-status message asks about: its "node" argument, or
+ * the default node when the argument is absent, NULL (HAProxy sends
+ * NULL for a sample it could not fetch) or empty. Sets *name_arg to
+ * the requested name when there is one.
+ */
+static bool requested_name(struct spop_message *msg, struct spop_str *name_arg)
+{
+	struct spop_arg arg;
+
+	while (spop_message_next_arg(msg, &arg)) {
+		if (!spop_str_eq(arg.name, NODE_ARG))
+			continue;
+		if ((arg.value.type == SPOP_T_STRING || arg.value.type == SPOP_T_BINARY) &&
+		    arg.value.u.str.len > 0) {
+			*name_arg = arg.value.u.str;
+			return true;
+		}
+	}
+	return false;
+}
+
+static const struct node *find_node_by_arg(const struct agent *a, struct spop_str name)
+{
+	char cname[NODE_NAME_MAX];
+
+	/* Too long for a node name, or with a NUL inside: no such node. */
+	if (name.len >= sizeof(cname) || memchr(name.ptr, '\0', name.len))
+		return NULL;
+	memcpy(cname, name.ptr, name.len);
+	cname[name.len] = '\0';
+	return agent_find_node(a, cname);
+}
+
+static bool put_unknown_node(struct spop_builder *b, const struct agent *a, struct spop_str name)
+{
+	char shown[SHOWN_NAME_MAX];
+	char reason[REASON_MAX];
+
+	printable_name(name, shown, sizeof(shown));
+	snprintf(reason, sizeof(reason), "unknown node %s", shown);
+	return set_var(b, "ready", spop_bool(false)) && set_var(b, "weight", spop_int32(0)) &&
+	       set_var(b, "state", spop_cstring("unknown")) && put_cluster_vars(b, a) &&
+	       set_var(b, "reason", spop_cstring(reason));
+}
+
+static bool put_status_actions(struct spop_builder *b, const struct agent *a,
+			       struct spop_message *msg)
+{
+	struct spop_str name = { "", 0 };
+	const struct node *n;
+
+	if (requested_name(msg, &name))
+		n = find_node_by_arg(a, name);
+	else
+		n = agent_default_node(a);
+	if (!n)
+		return put_unknown_node(b, a, name);
+	return put_node_vars(b, &n->status) && put_cluster_vars(b, a) &&
+	       put_node_details(b, &n->status);
+}
+
+static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t frame_id,
+			  const uint8_t *payload, size_t len)
+{
+	struct spop_server *s = c->server;
+	struct spop_notify_iter it;
+	struct spop_message msg;
+	struct spop_builder b;
+	bool full = false;
+
+	spop_builder_init(&b, s->scratch, s->scratch_cap);
+	if (!spop_ack_begin(&b, stream_id, frame_id, c->max_frame_size)) {
+		conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
+		return;
+	}
+	spop_notify_iter_init(&it, payload, len);
+	while (spop_notify_next(&it, &msg)) {
+		if (!spop_str_eq(msg.name, STATUS_MESSAGE)) {
+			s->stats.unknown_messages++;
+			continue;
+		}
+		s->stats.messages++;
+		/* We never fragment an ACK: what does not fit is left out. */
+		if (!full && !put_status_actions(&b, s->agent, &msg))
+			full = true;
+	}
+	if (it.status != SPOP_OK) {
+		spop_frame_cancel(&b);
+		conn_disconnect(c, it.status);
+		return;
+	}
+	if (full)
+		s->stats.acks_truncated++;
+	conn_send(c, s->scratch, spop_frame_finish(&b));
+	s->stats.acks_sent++;
+}
+
+/* The reassembly buffer costs memory only on connections that fragment. */
+static bool ensure_reasm_buffer(struct spop_conn *c, const struct spop_frame *f)
+{
+	size_t cap = c->server->max_fragmented;
+
+	if (c->reasm_buf || cap == 0 || f->type != SPOP_FRAME_NOTIFY ||
+	    (f->flags & (SPOP_FLAG_FIN | SPOP_FLAG_ABORT)))
+		return true;
+	c->reasm_buf = malloc(cap);
+	if (!c->reasm_buf)
+		return false;
+	spop_reasm_init(&c->reasm, c->reasm_buf, cap);
+	return true;
+}
+
+static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
+{
+	const uint8_t *payload;
+	size_t len;
+	enum spop_status status;
+
+	if (!ensure_reasm_buffer(c, f)) {
+		conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
+		return;
+	}
+	switch (spop_reasm_feed(&c->reasm, f, &payload, &len, &status)) {
+	case SPOP_REASM_IN_PROGRESS:
+		return;
+	case SPOP_REASM_ABORTED:
+		/* The stream is gone on HAProxy's side: nobody waits for an ACK. */
+		c->server->stats.aborted++;
+		return;
+	case SPOP_REASM_ERROR:
+		conn_disconnect(c, status);
+		return;
+	case SPOP_REASM_COMPLETE:
+		if (c->reasm_buf && payload == c->reasm_buf)
+			c->server->stats.reassembled++;
+		answer_notify(c, f->stream_id, f->frame_id, payload, len);
+		return;
+	}
+}
+
+/* ---- frame dispatch -------------------------------------------------- */
+
+static void count_frame_in(struct spop_server *s, uint8_t type)
+{
+	size_t slot = type < SPOP_SERVER_FRAME_SLOTS - 1 ? type : SPOP_SERVER_FRAME_SLOTS - 1;
+
+	s->stats.frames_in[slot]++;
+}
+
+static void on_frame_before_hello(struct spop_conn *c, const struct spop_frame *f)
+{
+	switch (f->type) {
+	case SPOP_FRAME_HAPROXY_HELLO:
+		on_haproxy_hello(c, f);
+		break;
+	case SPOP_FRAME_HAPROXY_DISCONNECT:
+		on_haproxy_disconnect(c, f);
+		break;
+	default:
+		/* NOTIFY before HELLO, or a type we do not know */
+		conn_disconnect(c, SPOP_STATUS_INVALID);
+		break;
+	}
+}
+
+static void on_frame_ready(struct spop_conn *c, const struct spop_frame *f)
+{
+	switch (f->type) {
+	case SPOP_FRAME_NOTIFY:
+	case SPOP_FRAME_UNSET:
+		on_notify_frame(c, f);
+		break;
+	case SPOP_FRAME_HAPROXY_DISCONNECT:
+		on_haproxy_disconnect(c, f);
+		break;
+	default:
+		/* a second HELLO, an agent's frame type, or an unknown one */
+		conn_disconnect(c, SPOP_STATUS_INVALID);
+		break;
+	}
+}
+
+/* buf holds exactly one frame, as spop_frame_extract delimited it. */
+static void handle_frame(struct spop_conn *c, const uint8_t *buf, size_t len)
+{
+	struct spop_frame f;
+	enum spop_status status = spop_frame_decode(buf, len, &f);
+
+	count_frame_in(c->server, buf[SPOP_FRAME_LEN_SIZE]);
+	if (status != SPOP_OK) {
+		conn_disconnect(c, status);
+		return;
+	}
+	if (c->state == CONN_AWAIT_HELLO)
+		on_frame_before_hello(c, &f);
+	else
+		on_frame_ready(c, &f);
+}
+
+static bool accepts_frames(const struct spop_conn *c)
+{
+	return c->state == CONN_AWAIT_HELLO || c->state == CONN_READY;
+}
+
+static void pause_reading(struct spop_conn *c)
+{
+	c->read_paused = true;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+/* Handle every complete frame buffered; a partial one waits for more. */
+static void process_input(struct spop_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	bool progressed = false;
+
+	while (accepts_frames(c)) {
+		size_t avail = evbuffer_get_length(in);
+		enum spop_status status;
+		size_t frame_len;
+		const uint8_t *p;
+
+		if (output_length(c) > OUTPUT_PAUSE_BYTES) {
+			pause_reading(c);
+			break;
+		}
+		if (avail < SPOP_FRAME_LEN_SIZE)
+			break;
+		/* The length prefix alone tells the frame size, or that it is too big. */
+		p = evbuffer_pullup(in, SPOP_FRAME_LEN_SIZE);
+		if (spop_frame_extract(p, SPOP_FRAME_LEN_SIZE, c->max_frame_size, &frame_len,
+				       &status) == SPOP_EXTRACT_ERROR) {
+			conn_disconnect(c, status);
+			break;
+		}
+		if (avail < frame_len)
+			break;
+		p = evbuffer_pullup(in, (ev_ssize_t)frame_len);
+		if (!p) {
+			conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
+			break;
+		}
+		handle_frame(c, p, frame_len);
+		evbuffer_drain(in, frame_len);
+		progressed = true;
+	}
+	if (!accepts_frames(c))
+		evbuffer_drain(in, evbuffer_get_length(in));
+	else if (progressed)
+		arm_timer(c, &c->server->client_timeout);
+}
+
+/* ---- libevent callbacks ---------------------------------------------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct spop_conn *c = arg;
+
+	process_input(c);
+	conn_settle(c);
+}
+
+/* Called each time the output buffer has been flushed completely. */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct spop_conn *c = arg;
+
+	if (c->read_paused) {
+		c->read_paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+		/* Frames may be waiting already: no read event would announce them. */
+		process_input(c);
+	}
+	conn_settle(c);
+}
+
+static void on_event(struct bufferevent *bev, short events, void *arg)
+{
+	struct spop_conn *c = arg;
+
+	if (events & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		/* A reset, or output that made no progress for client_timeout */
+		conn_free(c);
+		return;
+	}
+	if (events & BEV_EVENT_EOF) {
+		/*
+		 * A client may half-close after its last NOTIFY and still
+		 * read the ACKs; a truncated frame is simply dropped.
+		 */
+		c->peer_closed = true;
+		if (c->state == CONN_LINGERING) {
+			conn_free(c);
+			return;
+		}
+		if (c->state != CONN_CLOSING)
+			conn_finish(c);
+		conn_settle(c);
+	}
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct spop_conn *c = arg;
+
+	if (!accepts_frames(c)) {
+		conn_free(c);
+		return;
+	}
+	c->server->stats.timeouts++;
+	conn_disconnect(c, SPOP_STATUS_TIMEOUT);
+	conn_settle(c);
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void format_peer(const struct sockaddr *sa, int socklen, char *out, size_t outlen)
+{
+	char host[NI_MAXHOST], port[NI_MAXSERV];
+
+	if (getnameinfo(sa, (socklen_t)socklen, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(out, outlen, "?");
+	else if (sa->sa_family == AF_INET6)
+		snprintf(out, outlen, "[%s]:%s", host, port);
+	else
+		snprintf(out, outlen, "%s:%s", host, port);
+}
+
+static void link_conn(struct spop_server *s, struct spop_conn *c)
+{
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->stats.open++;
+}
+
+/* Takes ownership of fd, closing it on failure. */
+static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
+				  const struct sockaddr *sa, int socklen)
+{
+	struct event_base *base = s->agent->base;
+	struct spop_conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		evutil_closesocket(fd);
+		free(c);
+		return NULL;
+	}
+	c->timer = evtimer_new(base, on_timer, c);
+	if (!c->timer) {
+		bufferevent_free(c->bev);
+		free(c);
+		return NULL;
+	}
+	c->server = s;
+	c->state = CONN_AWAIT_HELLO;
+	c->max_frame_size = s->max_frame_size;
+	spop_reasm_init(&c->reasm, NULL, 0);
+	format_peer(sa, socklen, c->peer, sizeof(c->peer));
+	/* Small ACKs must leave at once: HAProxy's stream is waiting. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+				 SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size + INPUT_SLACK_BYTES);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->bev, NULL, &s->client_timeout);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	arm_timer(c, &s->client_timeout);
+	link_conn(s, c);
+	return c;
+}
+
+static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
+{
+	struct spop_server *s = arg;
+
+	if (s->stats.open >= s->agent->config.max_clients) {
+		s->stats.refused_busy++;
+		evutil_closesocket(fd);
+		return;
+	}
+	s->stats.accepted++;
+	if (!conn_new(s, fd, sa, socklen))
+		log_warning(&s->agent->log, "spop: cannot set up a connection: out of memory");
+}
+
+/* ---- the server --------------------------------------------------------- */
 
 struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *addr,
 				    char *err, size_t errlen)
 {
-	snprintf(err, errlen, "spoe_listen is not supported yet");
-	return NULL;
+	const struct agent_config *cfg = &a->config;
+	struct spop_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->max_frame_size = (uint32_t)cfg->spoe_max_frame_size;
+	s->max_fragmented = cfg->spoe_max_fragmented > 0 ? (size_t)cfg->spoe_max_fragmented : 0;
+	s->capabilities = s->max_fragmented > 0 ? "pipelining,fragmentation" : "pipelining";
+	s->client_timeout = timeval_from_ms(cfg->client_timeout_ms);
+	s->linger = timeval_from_ms(cfg->client_timeout_ms < LINGER_MS ? cfg->client_timeout_ms
+									 : LINGER_MS);
+	s->scratch_cap = SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size;
+	s->scratch = malloc(s->scratch_cap);
+	if (!s->scratch) {
+		snprintf(err, errlen, "out of memory");
+		free(s);
+		return NULL;
+	}
+	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, "spop", on_accept, s,
+				   err, errlen);
+	if (!s->listener) {
+		free(s->scratch);
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 void spop_server_free(struct spop_server *s)
 {
+	if (!s)
+		return;
+	listener_free(s->listener);
+	while (s->conns)
+		conn_free(s->conns);
+	free(s->scratch);
+	free(s);
+}
+
+const struct spop_server_stats *spop_server_stats(const struct spop_server *s)
+{
+	return &s->stats;
+}
+
+int spop_server_port(const struct spop_server *s)
+{
+	return listener_port(s->listener);
 }

@@ -49,3 +49,21 @@ const char *state_name(enum node_state s)
 	}
 	return "down";
 }
+
+const char *probe_outcome_name(enum probe_outcome o)
+{
+	static const char *const names[PROBE_OUTCOME_COUNT] = {
+		[PROBE_OK] = "ok",
+		[PROBE_NOT_YET] = "not_yet",
+		[PROBE_RESOLVE_FAILED] = "resolve",
+		[PROBE_CONNECT_FAILED] = "connect",
+		[PROBE_CONNECT_TIMEOUT] = "connect_timeout",
+		[PROBE_QUERY_TIMEOUT] = "query_timeout",
+		[PROBE_QUERY_FAILED] = "query",
+		[PROBE_CONNECTION_LOST] = "connection_lost",
+	};
+
+	if ((int)o < 0 || o >= PROBE_OUTCOME_COUNT)
+		return "unknown";
+	return names[o];
+}

@@ -42,7 +42,10 @@ enum probe_outcome {
 	PROBE_QUERY_TIMEOUT,
 	PROBE_QUERY_FAILED,
 	PROBE_CONNECTION_LOST,
+	PROBE_OUTCOME_COUNT
 };
+
+const char *probe_outcome_name(enum probe_outcome o);
 
 #define MAX_PEERS 32
 

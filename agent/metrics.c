@@ -1,0 +1,194 @@
+/*
+ * Prometheus exposition. Names are stable and prefixed pgbdr_; the only
+ * labels are the configured node names, fixed state and error kinds,
+ * and listener names, so cardinality is bounded by the config.
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+
+#include "agentcheck.h"
+#include "clock.h"
+#include "http.h"
+#include "metrics.h"
+#include "render.h"
+#include "spop_server.h"
+
+static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Label values are config names, but escape as the format requires. */
+static void label_value(struct evbuffer *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(out, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add_printf(out, "\\n");
+		else
+			evbuffer_add(out, s, 1);
+	}
+}
+
+static void node_sample(struct evbuffer *out, const char *metric, const struct node *n,
+			const char *extra_label, const char *extra_value, const char *value)
+{
+	evbuffer_add_printf(out, "%s{node=\"", metric);
+	label_value(out, n->status.name);
+	if (extra_label) {
+		evbuffer_add_printf(out, "\",%s=\"", extra_label);
+		label_value(out, extra_value);
+	}
+	evbuffer_add_printf(out, "\"} %s\n", value);
+}
+
+static void render_node_states(const struct agent *a, struct evbuffer *out)
+{
+	static const enum node_state states[] = { STATE_READY, STATE_DEGRADED,
+						  STATE_DRAINING, STATE_DOWN };
+
+	header(out, "pgbdr_node_state", "gauge",
+	       "1 for the state the node is in (ready, degraded, draining, down).");
+	for (int i = 0; i < a->n_nodes; i++)
+		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++)
+			node_sample(out, "pgbdr_node_state", &a->nodes[i], "state",
+				    state_name(states[s]),
+				    a->nodes[i].status.state == states[s] ? "1" : "0");
+}
+
+static void render_node_gauges(const struct agent *a, struct evbuffer *out)
+{
+	char v[48];
+
+	header(out, "pgbdr_node_up", "gauge", "1 when the node takes traffic (ready or degraded).");
+	for (int i = 0; i < a->n_nodes; i++)
+		node_sample(out, "pgbdr_node_up", &a->nodes[i], NULL, NULL,
+			    state_is_serving(a->nodes[i].status.state) ? "1" : "0");
+	header(out, "pgbdr_node_weight_percent", "gauge",
+	       "Weight given to HAProxy, percent of the configured server weight.");
+	for (int i = 0; i < a->n_nodes; i++) {
+		snprintf(v, sizeof(v), "%d", a->nodes[i].status.weight);
+		node_sample(out, "pgbdr_node_weight_percent", &a->nodes[i], NULL, NULL, v);
+	}
+	header(out, "pgbdr_node_write_leader", "gauge", "1 on the current write leader.");
+	for (int i = 0; i < a->n_nodes; i++)
+		node_sample(out, "pgbdr_node_write_leader", &a->nodes[i], NULL, NULL,
+			    a->nodes[i].status.write_leader ? "1" : "0");
+	/* unknown lag is absent, not 0: an alert on it must not see "no lag" */
+	header(out, "pgbdr_node_lag_bytes", "gauge", "Worst replication lag concerning the node, bytes.");
+	for (int i = 0; i < a->n_nodes; i++) {
+		if (!a->nodes[i].status.lag_bytes_known)
+			continue;
+		snprintf(v, sizeof(v), "%lld", (long long)a->nodes[i].status.lag_bytes);
+		node_sample(out, "pgbdr_node_lag_bytes", &a->nodes[i], NULL, NULL, v);
+	}
+	header(out, "pgbdr_node_lag_seconds", "gauge", "Worst replication lag concerning the node, seconds.");
+	for (int i = 0; i < a->n_nodes; i++) {
+		if (!a->nodes[i].status.lag_seconds_known)
+			continue;
+		snprintf(v, sizeof(v), "%.3f", a->nodes[i].status.lag_seconds);
+		node_sample(out, "pgbdr_node_lag_seconds", &a->nodes[i], NULL, NULL, v);
+	}
+}
+
+static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
+{
+	char le[16], v[48];
+
+	header(out, "pgbdr_probe_duration_seconds", "histogram", "Duration of probe rounds.");
+	for (int i = 0; i < a->n_nodes; i++) {
+		const struct node *n = &a->nodes[i];
+
+		for (int b = 0; b < PROBE_DURATION_BUCKETS; b++) {
+			snprintf(le, sizeof(le), "%g", probe_duration_bounds_ms[b] / 1000.0);
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)n->probe_duration_buckets[b]);
+			node_sample(out, "pgbdr_probe_duration_seconds_bucket", n, "le", le, v);
+		}
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)n->probes);
+		node_sample(out, "pgbdr_probe_duration_seconds_bucket", n, "le", "+Inf", v);
+		snprintf(v, sizeof(v), "%.6f", n->probe_duration_sum);
+		node_sample(out, "pgbdr_probe_duration_seconds_sum", n, NULL, NULL, v);
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)n->probes);
+		node_sample(out, "pgbdr_probe_duration_seconds_count", n, NULL, NULL, v);
+	}
+	header(out, "pgbdr_probe_errors_total", "counter", "Failed probe rounds by kind.");
+	for (int i = 0; i < a->n_nodes; i++)
+		for (int k = PROBE_RESOLVE_FAILED; k < PROBE_OUTCOME_COUNT; k++) {
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i].probe_errors[k]);
+			node_sample(out, "pgbdr_probe_errors_total", &a->nodes[i], "kind",
+				    probe_outcome_name((enum probe_outcome)k), v);
+		}
+}
+
+static void listener_sample(struct evbuffer *out, const char *metric, const char *listener,
+			    const char *extra, unsigned long long value)
+{
+	evbuffer_add_printf(out, "%s{listener=\"%s\"%s} %llu\n", metric, listener,
+			    extra ? extra : "", value);
+}
+
+static void render_listeners(const struct agent *a, struct evbuffer *out)
+{
+	const struct http_stats *h = a->http ? http_server_stats(a->http) : NULL;
+	const struct agentcheck_stats *ac = a->agentcheck ? agentcheck_server_stats(a->agentcheck) : NULL;
+
+	header(out, "pgbdr_listener_requests_total", "counter", "Requests answered, by listener.");
+	if (h)
+		listener_sample(out, "pgbdr_listener_requests_total", "http", NULL, h->requests);
+	if (ac)
+		listener_sample(out, "pgbdr_listener_requests_total", "agent-check", NULL, ac->replies);
+	header(out, "pgbdr_listener_connections_total", "counter", "Connections accepted, by listener.");
+	if (ac)
+		listener_sample(out, "pgbdr_listener_connections_total", "agent-check", NULL,
+				ac->connections);
+	header(out, "pgbdr_listener_refused_total", "counter",
+	       "Clients closed without a reply because allow_from does not list them.");
+	if (h)
+		listener_sample(out, "pgbdr_listener_refused_total", "http", NULL, h->refused);
+	if (ac)
+		listener_sample(out, "pgbdr_listener_refused_total", "agent-check", NULL,
+				agentcheck_server_refused(a->agentcheck));
+	header(out, "pgbdr_listener_errors_total", "counter",
+	       "Malformed requests and clients over max_clients, by listener.");
+	if (h)
+		listener_sample(out, "pgbdr_listener_errors_total", "http", NULL, h->responses[4]);
+	if (ac)
+		listener_sample(out, "pgbdr_listener_errors_total", "agent-check", NULL,
+				ac->bad_requests + ac->over_capacity);
+	header(out, "pgbdr_http_responses_total", "counter", "HTTP responses by status class.");
+	for (int c = 2; h && c <= 5; c++) {
+		char extra[32];
+
+		snprintf(extra, sizeof(extra), ",code=\"%dxx\"", c);
+		listener_sample(out, "pgbdr_http_responses_total", "http", extra, h->responses[c]);
+	}
+}
+
+static void render_agent(const struct agent *a, struct evbuffer *out)
+{
+	header(out, "pgbdr_build_info", "gauge", "Always 1; the version is a label.");
+	evbuffer_add_printf(out, "pgbdr_build_info{version=\"%s\"} 1\n", PGBDR_VERSION);
+	header(out, "pgbdr_uptime_seconds", "gauge", "Seconds since the agent started.");
+	evbuffer_add_printf(out, "pgbdr_uptime_seconds %.1f\n",
+			    (double)(clock_ms() - a->started_at_ms) / 1000.0);
+	header(out, "pgbdr_maintenance", "gauge", "1 while the maintenance file exists.");
+	evbuffer_add_printf(out, "pgbdr_maintenance %d\n", a->maintenance ? 1 : 0);
+	header(out, "pgbdr_ready_nodes", "gauge", "Nodes that take traffic.");
+	evbuffer_add_printf(out, "pgbdr_ready_nodes %d\n", agent_ready_nodes(a));
+	header(out, "pgbdr_reloads_total", "counter", "Configuration reloads by result.");
+	evbuffer_add_printf(out, "pgbdr_reloads_total{result=\"ok\"} %llu\n",
+			    (unsigned long long)a->reloads);
+	evbuffer_add_printf(out, "pgbdr_reloads_total{result=\"rejected\"} %llu\n",
+			    (unsigned long long)a->reload_failures);
+}
+
+void metrics_render(const struct agent *a, struct evbuffer *out)
+{
+	render_agent(a, out);
+	render_node_states(a, out);
+	render_node_gauges(a, out);
+	render_probe_histogram(a, out);
+	render_listeners(a, out);
+	spop_server_render_metrics(a->spop, out);
+}
