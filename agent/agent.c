@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "evaluate.h"
 #include "poller.h"
+#include "systemd.h"
 
 const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS] = {
 	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
@@ -196,6 +197,7 @@ static void on_round_finished(void *arg, const struct node_facts *facts, int che
 	n->probed = true;
 	publish(n);
 	update_leader(a);
+	systemd_update(a);
 
 	if (a->exit_after_first_round && agent_all_probed(a))
 		event_base_loopbreak(a->base);
@@ -210,6 +212,7 @@ static void set_maintenance(struct agent *a, bool on)
 		 on ? "present: draining" : "removed: back in service");
 	publish_all(a);
 	update_leader(a);
+	systemd_update(a);
 }
 
 static void check_maintenance(struct agent *a)
@@ -278,6 +281,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			publish(n);
 	}
 	update_leader(a);
+	systemd_update(a);
 }
 
 static struct poller_settings poller_settings_of(const struct agent_config *cfg)
@@ -338,7 +342,7 @@ int agent_init(struct agent *a, struct agent_config *config)
 	a->inotify_fd = -1;
 	a->config = *config;
 	memset(config, 0, sizeof(*config));
-	log_init(&a->log, a->config.log_level);
+	log_init(&a->log, a->config.log_level, a->config.log_destination);
 	a->started_at_ms = clock_ms();
 	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
 	a->leader_policy.handover_ms = a->config.leader_handover_ms;
@@ -482,6 +486,8 @@ int agent_reload(struct agent *a, struct agent_config *next)
 		watch_maintenance_file(a);
 		return -1;
 	}
+	if (a->log.destination != a->config.log_destination)
+		log_warning(&a->log, "reload: log_destination changes only on restart");
 	a->log.level = a->config.log_level;
 	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
 	a->leader_policy.handover_ms = a->config.leader_handover_ms;

@@ -78,6 +78,13 @@ struct agent {
 	char hostname[NODE_NAME_MAX];
 	int64_t started_at_ms;
 
+	/* systemd: READY=1 goes out once the listeners are bound and every
+	 * node has been probed; STATUS= only when the summary changes */
+	bool listening;
+	bool sd_ready_sent;
+	char sd_status[160];
+	struct event *watchdog;
+
 	uint64_t reloads;
 	uint64_t reload_failures;
 

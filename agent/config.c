@@ -52,6 +52,7 @@ enum setting_type {
 	TYPE_BOOL,      /* bool */
 	TYPE_STRING,    /* char *, NULL when empty */
 	TYPE_LOG_LEVEL, /* enum log_level */
+	TYPE_LOG_DEST,  /* enum log_destination */
 	TYPE_READ_ONLY, /* enum read_only_policy */
 };
 
@@ -81,6 +82,7 @@ static const struct setting settings[] = {
 	AGENT("fall", TYPE_INT, policy.fall, 1, 100),
 	AGENT("maintenance_file", TYPE_STRING, maintenance_file, 0, 0),
 	AGENT("log_level", TYPE_LOG_LEVEL, log_level, 0, 0),
+	AGENT("log_destination", TYPE_LOG_DEST, log_destination, 0, 0),
 	AGENT("user", TYPE_STRING, user, 0, 0),
 	AGENT("allow_root", TYPE_BOOL, allow_root, 0, 0),
 	AGENT("agent_send_wait", TYPE_DURATION, agent_send_wait_ms, 0, 60 * MS_PER_S),
@@ -511,6 +513,18 @@ static int set_log_level(struct parser *p, const char *key, const char *value,
 	return fail(p, key, "must be error, warning, info or debug, not '%.64s'", value);
 }
 
+static int set_log_destination(struct parser *p, const char *key, const char *value,
+			       enum log_destination *dst)
+{
+	if (strcasecmp(value, "stderr") == 0)
+		*dst = LOG_TO_STDERR;
+	else if (strcasecmp(value, "syslog") == 0)
+		*dst = LOG_TO_SYSLOG;
+	else
+		return fail(p, key, "must be stderr or syslog, not '%.64s'", value);
+	return 1;
+}
+
 static int set_read_only(struct parser *p, const char *key, const char *value,
 			 enum read_only_policy *dst)
 {
@@ -572,6 +586,8 @@ static int store_setting(struct parser *p, const struct setting *s,
 		return set_string(p, key, value, field);
 	case TYPE_LOG_LEVEL:
 		return set_log_level(p, key, value, field);
+	case TYPE_LOG_DEST:
+		return set_log_destination(p, key, value, field);
 	case TYPE_READ_ONLY:
 		return set_read_only(p, key, value, field);
 	}

@@ -36,6 +36,11 @@ enum log_level {
 	LOG_LEVEL_DEBUG,
 };
 
+enum log_destination {
+	LOG_TO_STDERR = 0, /* systemd's journal takes stderr as it is */
+	LOG_TO_SYSLOG,
+};
+
 struct agent_config {
 	char *path;
 
@@ -50,6 +55,7 @@ struct agent_config {
 
 	char *maintenance_file;          /* NULL = none */
 	enum log_level log_level;        /* default info */
+	enum log_destination log_destination; /* default stderr */
 	char *user;                      /* NULL = keep privileges */
 	bool allow_root;
 

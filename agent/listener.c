@@ -21,6 +21,7 @@ struct listener {
 	listener_accept_cb cb;
 	void *cb_arg;
 	struct listener_stats stats;
+	struct log_limit accept_errors;
 };
 
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
@@ -42,7 +43,8 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
 
-	log_warning(l->log, "%s listener: accept failed: %s", l->what, strerror(errno));
+	log_limited(l->log, &l->accept_errors, LOG_LEVEL_WARNING, "%s listener: accept failed: %s",
+		    l->what, strerror(errno));
 }
 
 static int resolve_listen_addr(const struct listen_addr *addr, struct sockaddr_storage *ss,

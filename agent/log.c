@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "log.h"
@@ -18,35 +19,95 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_DEBUG] = "DEBUG",
 };
 
-void log_init(struct logger *lg, enum log_level level)
+#define LOG_LIMIT_WINDOW_MS 10000
+
+static const int syslog_priorities[] = {
+	[LOG_LEVEL_ERROR] = LOG_ERR,
+	[LOG_LEVEL_WARNING] = LOG_WARNING,
+	[LOG_LEVEL_INFO] = LOG_INFO,
+	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
+};
+
+void log_init(struct logger *lg, enum log_level level, enum log_destination destination)
 {
 	lg->level = level;
+	lg->destination = destination;
 	lg->silent = false;
+	if (destination == LOG_TO_SYSLOG)
+		openlog("pgbdr-agent", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+static void emit(const struct logger *lg, enum log_level level, char *line)
+{
+	char stamp[32];
+	struct timeval tv;
+	struct tm tm;
+
+	/* libpq messages end in newlines; keep one event on one line */
+	for (char *p = line; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	if (lg && lg->destination == LOG_TO_SYSLOG) {
+		syslog(syslog_priorities[level], "%s", line);
+		return;
+	}
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000),
+		level_names[level], line);
+}
+
+static bool enabled(const struct logger *lg, enum log_level level)
+{
+	return !lg || (!lg->silent && level <= lg->level);
 }
 
 void log_msg(const struct logger *lg, enum log_level level, const char *fmt, ...)
 {
 	char line[1024];
-	char stamp[32];
-	struct timeval tv;
-	struct tm tm;
 	va_list ap;
 
-	if (lg && (lg->silent || level > lg->level))
+	if (!enabled(lg, level))
 		return;
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* libpq messages end in newlines; keep one event on one line */
-	for (char *p = line; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000),
-		level_names[level], line);
+	emit(lg, level, line);
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void log_limited(const struct logger *lg, struct log_limit *limit, enum log_level level,
+		 const char *fmt, ...)
+{
+	char line[1024];
+	int64_t now = monotonic_ms();
+	size_t used;
+	va_list ap;
+
+	if (!enabled(lg, level))
+		return;
+	if (limit->window_start_ms && now - limit->window_start_ms < LOG_LIMIT_WINDOW_MS) {
+		limit->suppressed++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	used = strlen(line);
+	if (limit->suppressed && used < sizeof(line))
+		snprintf(line + used, sizeof(line) - used, " (%u similar messages suppressed)",
+			 limit->suppressed);
+	limit->window_start_ms = now;
+	limit->suppressed = 0;
+	emit(lg, level, line);
 }
 
 void log_redact_conninfo(const char *msg, char *buf, size_t len)

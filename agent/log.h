@@ -7,15 +7,30 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
 struct logger {
 	enum log_level level;
+	enum log_destination destination;
 	bool silent; /* --inetd: stderr is the client's socket */
 };
 
-void log_init(struct logger *lg, enum log_level level);
+void log_init(struct logger *lg, enum log_level level, enum log_destination destination);
+
+/*
+ * For errors that can repeat at the rate of a loop (accept failures,
+ * misbehaving clients): at most one line per window per call site,
+ * then a count of what was suppressed. The owner keeps the struct.
+ */
+struct log_limit {
+	int64_t window_start_ms;
+	unsigned suppressed;
+};
+
+void log_limited(const struct logger *lg, struct log_limit *limit, enum log_level level,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 void log_msg(const struct logger *lg, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

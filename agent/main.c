@@ -15,8 +15,10 @@
 #include "agentcheck.h"
 #include "http.h"
 #include "inetd.h"
+#include "privileges.h"
 #include "render.h"
 #include "spop_server.h"
+#include "systemd.h"
 
 #define DEFAULT_CONFIG "/etc/pgbdr-agent/pgbdr-agent.ini"
 
@@ -147,6 +149,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	struct agent *a = arg;
 
 	log_info(&a->log, "received %s, shutting down", strsignal((int)sig));
+	systemd_notify_stopping();
 	event_base_loopexit(a->base, NULL);
 }
 
@@ -154,6 +157,12 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
  * SIGHUP: validate the file first; an invalid one changes nothing, and
  * the error (file, line, key) goes to the log for the operator.
  */
+static void sd_ready_again(struct agent *a)
+{
+	a->sd_ready_sent = false;
+	systemd_update(a);
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *a = arg;
@@ -162,16 +171,22 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	char msg[600];
 
 	log_info(&a->log, "received SIGHUP, reloading %s", a->config.path);
+	systemd_notify_reloading();
 	if (config_load(a->config.path, &next, &err) < 0) {
 		a->reload_failures++;
 		config_error_format(&err, msg, sizeof(msg));
 		log_error(&a->log, "reload rejected, keeping the running configuration: %s", msg);
+		sd_ready_again(a);
 		return;
 	}
-	if (agent_reload(a, &next) == 0)
+	if (agent_reload(a, &next) == 0) {
 		a->reloads++;
-	else
+		privileges_warn_readable_secrets(&a->config, &a->log);
+	} else {
 		a->reload_failures++;
+	}
+	/* READY=1 again ends the RELOADING=1 state */
+	sd_ready_again(a);
 }
 
 static int start_listeners(struct agent *a)
@@ -213,12 +228,24 @@ static void log_listen_addr(const struct agent *a, const char *what,
 static int run_daemon(struct agent *a)
 {
 	struct event *sigterm, *sigint, *sighup;
+	char err[400];
 	int rc = 0;
 
+	if (privileges_check_start(&a->config, err, sizeof(err)) < 0) {
+		log_error(&a->log, "%s", err);
+		return 1;
+	}
 	if (start_listeners(a) < 0) {
 		stop_listeners(a);
 		return 1;
 	}
+	/* bound: nothing below needs root any more */
+	if (privileges_drop(&a->config, err, sizeof(err)) < 0) {
+		log_error(&a->log, "%s", err);
+		stop_listeners(a);
+		return 1;
+	}
+	privileges_warn_readable_secrets(&a->config, &a->log);
 	sigterm = evsignal_new(a->base, SIGTERM, on_stop_signal, a);
 	sigint = evsignal_new(a->base, SIGINT, on_stop_signal, a);
 	sighup = evsignal_new(a->base, SIGHUP, on_reload_signal, a);
@@ -230,9 +257,12 @@ static int run_daemon(struct agent *a)
 	log_listen_addr(a, "http", &a->config.http_listen);
 	log_listen_addr(a, "agent-check", &a->config.agent_listen);
 	log_listen_addr(a, "spop", &a->config.spoe_listen);
+	a->listening = true;
+	systemd_start_watchdog(a);
 	agent_start_pollers(a);
 	event_base_dispatch(a->base);
 
+	systemd_stop_watchdog(a);
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

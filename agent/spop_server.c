@@ -733,3 +733,117 @@ int spop_server_port(const struct spop_server *s)
 {
 	return listener_port(s->listener);
 }
+
+/* ---- metrics ---------------------------------------------------------- */
+
+static void metric_header(struct evbuffer *out, const char *name, const char *type,
+			  const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric_sample(struct evbuffer *out, const char *name, const char *label,
+			  const char *value, unsigned long long n)
+{
+	if (label)
+		evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, value, n);
+	else
+		evbuffer_add_printf(out, "%s %llu\n", name, n);
+}
+
+static void render_frame_metrics(const struct spop_server_stats *st, struct evbuffer *out)
+{
+	static const char *const in_names[SPOP_SERVER_FRAME_SLOTS] = {
+		"unset", "haproxy-hello", "haproxy-disconnect", "notify", "other",
+	};
+	uint64_t disconnects = 0;
+	char code[8];
+
+	metric_header(out, "pgbdr_spop_frames_received_total", "counter",
+		      "SPOP frames received, by type (unset: fragment continuations).");
+	for (int i = 0; st && i < SPOP_SERVER_FRAME_SLOTS; i++)
+		metric_sample(out, "pgbdr_spop_frames_received_total", "type", in_names[i],
+			      st->frames_in[i]);
+	for (int i = 0; st && i < SPOP_SERVER_STATUS_SLOTS; i++)
+		disconnects += st->disconnects[i];
+	metric_header(out, "pgbdr_spop_frames_sent_total", "counter", "SPOP frames sent, by type.");
+	if (st) {
+		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-hello",
+			      st->hellos_sent);
+		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-disconnect",
+			      disconnects);
+		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "ack", st->acks_sent);
+	}
+	metric_header(out, "pgbdr_spop_disconnects_total", "counter",
+		      "AGENT-DISCONNECT frames sent, by SPOP status code (0 is a normal close).");
+	for (int i = 0; st && i < SPOP_SERVER_STATUS_SLOTS; i++) {
+		if (i < SPOP_SERVER_STATUS_SLOTS - 1)
+			snprintf(code, sizeof(code), "%d", i);
+		else
+			snprintf(code, sizeof(code), "other");
+		metric_sample(out, "pgbdr_spop_disconnects_total", "status", code,
+			      st->disconnects[i]);
+	}
+}
+
+static void render_message_metrics(const struct spop_server_stats *st, struct evbuffer *out)
+{
+	metric_header(out, "pgbdr_spop_messages_total", "counter",
+		      "NOTIFY messages: pgbdr-status answered, others acknowledged without actions.");
+	if (st) {
+		metric_sample(out, "pgbdr_spop_messages_total", "message", STATUS_MESSAGE,
+			      st->messages);
+		metric_sample(out, "pgbdr_spop_messages_total", "message", "other",
+			      st->unknown_messages);
+	}
+	metric_header(out, "pgbdr_spop_fragmented_total", "counter",
+		      "Fragmented NOTIFYs, by outcome.");
+	if (st) {
+		metric_sample(out, "pgbdr_spop_fragmented_total", "result", "reassembled",
+			      st->reassembled);
+		metric_sample(out, "pgbdr_spop_fragmented_total", "result", "aborted", st->aborted);
+	}
+	metric_header(out, "pgbdr_spop_acks_truncated_total", "counter",
+		      "ACKs that could not carry every action within the negotiated frame size.");
+	if (st)
+		metric_sample(out, "pgbdr_spop_acks_truncated_total", NULL, NULL, st->acks_truncated);
+	metric_header(out, "pgbdr_spop_healthchecks_total", "counter",
+		      "HELLOs from HAProxy's option spop-check.");
+	if (st)
+		metric_sample(out, "pgbdr_spop_healthchecks_total", NULL, NULL, st->healthchecks);
+}
+
+static void render_connection_metrics(const struct spop_server *s, struct evbuffer *out)
+{
+	const struct spop_server_stats *st = s ? &s->stats : NULL;
+
+	metric_header(out, "pgbdr_spop_connections_total", "counter",
+		      "SPOP connections accepted.");
+	if (st)
+		metric_sample(out, "pgbdr_spop_connections_total", NULL, NULL, st->accepted);
+	metric_header(out, "pgbdr_spop_connections_open", "gauge", "SPOP connections open now.");
+	if (st)
+		metric_sample(out, "pgbdr_spop_connections_open", NULL, NULL,
+			      (unsigned long long)st->open);
+	metric_header(out, "pgbdr_spop_refused_total", "counter",
+		      "SPOP clients closed at once: not in allow_from, or over max_clients.");
+	if (st) {
+		metric_sample(out, "pgbdr_spop_refused_total", "reason", "allow_from",
+			      listener_stats(s->listener)->refused);
+		metric_sample(out, "pgbdr_spop_refused_total", "reason", "max_clients",
+			      st->refused_busy);
+	}
+	metric_header(out, "pgbdr_spop_timeouts_total", "counter",
+		      "SPOP connections closed after client_timeout without a complete frame.");
+	if (st)
+		metric_sample(out, "pgbdr_spop_timeouts_total", NULL, NULL, st->timeouts);
+}
+
+void spop_server_render_metrics(const struct spop_server *s, struct evbuffer *out)
+{
+	const struct spop_server_stats *st = s ? &s->stats : NULL;
+
+	render_connection_metrics(s, out);
+	render_frame_metrics(st, out);
+	render_message_metrics(st, out);
+}
