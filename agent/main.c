@@ -4,11 +4,13 @@
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -225,6 +227,22 @@ static void log_listen_addr(const struct agent *a, const char *what,
 			 addr->port);
 }
 
+/*
+ * Each client and each node costs one fd, and the common default soft
+ * limit (1024) is far below what one agent in front of a busy HAProxy
+ * may see; the hard limit is what the operator allowed.
+ */
+static void raise_fd_limit(const struct agent *a)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warning(&a->log, "cannot raise the open files limit: %s", strerror(errno));
+}
+
 static int run_daemon(struct agent *a)
 {
 	struct event *sigterm, *sigint, *sighup;
@@ -235,6 +253,7 @@ static int run_daemon(struct agent *a)
 		log_error(&a->log, "%s", err);
 		return 1;
 	}
+	raise_fd_limit(a);
 	if (start_listeners(a) < 0) {
 		stop_listeners(a);
 		return 1;
