@@ -34,6 +34,9 @@ enum poller_phase {
 	PHASE_CONNECTED,  /* between rounds, watching for a dropped link */
 };
 
+#define RESOLVED_MAX 4
+#define NODE_HOST_MAX 255
+
 struct poller {
 	struct event_base *base;
 	struct evdns_base *dns;
@@ -55,7 +58,14 @@ struct poller {
 	struct event *deadline;
 	struct event *next_round;
 	struct evdns_getaddrinfo_request *dns_req;
-	char hostaddr[INET6_ADDRSTRLEN];
+	/*
+	 * Resolved addresses, as libpq wants them for a name with several:
+	 * hostaddr "a1,a2" with host "name,name", so that libpq still tries
+	 * each in turn (localhost is ::1 and 127.0.0.1) and still checks
+	 * .pgpass and certificates against the name.
+	 */
+	char hostaddr[RESOLVED_MAX * (INET6_ADDRSTRLEN + 1)];
+	char host_repeated[RESOLVED_MAX * (NODE_HOST_MAX + 1)];
 
 	bool in_round;
 	int64_t round_started_ms;
@@ -369,7 +379,10 @@ static void start_connect(struct poller *p)
 
 	for (int i = 0; i < p->cfg->n_params && n < 62; i++) {
 		kw[n] = p->cfg->keywords[i];
-		val[n++] = p->cfg->values[i];
+		val[n] = p->cfg->values[i];
+		if (p->hostaddr[0] && strcmp(kw[n], "host") == 0)
+			val[n] = p->host_repeated;
+		n++;
 	}
 	if (p->hostaddr[0]) {
 		kw[n] = "hostaddr";
@@ -413,26 +426,46 @@ static const char *host_to_resolve(const struct poller *p)
 	return host;
 }
 
+static void append_address(struct poller *p, const struct evutil_addrinfo *ai,
+			   const char *host)
+{
+	char addr[INET6_ADDRSTRLEN];
+	size_t used = strlen(p->hostaddr);
+	size_t used_host = strlen(p->host_repeated);
+
+	if (ai->ai_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr,
+			  addr, sizeof(addr));
+	else if (ai->ai_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr,
+			  addr, sizeof(addr));
+	else
+		return;
+	snprintf(p->hostaddr + used, sizeof(p->hostaddr) - used, "%s%s", used ? "," : "", addr);
+	snprintf(p->host_repeated + used_host, sizeof(p->host_repeated) - used_host, "%s%s",
+		 used_host ? "," : "", host);
+}
+
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct poller *p = arg;
+	const char *host = node_config_param(p->cfg, "host");
+	int n = 0;
 
 	if (result == EVUTIL_EAI_CANCEL)
 		return; /* drop_connection() already moved on */
 	p->dns_req = NULL;
 	if (result != 0 || !res) {
-		fail_round(p, PROBE_RESOLVE_FAILED, "cannot resolve host %s: %s",
-			   node_config_param(p->cfg, "host"), evutil_gai_strerror(result));
+		fail_round(p, PROBE_RESOLVE_FAILED, "cannot resolve host %s: %s", host,
+			   evutil_gai_strerror(result));
 		if (res)
 			evutil_freeaddrinfo(res);
 		return;
 	}
-	if (res->ai_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr,
-			  p->hostaddr, sizeof(p->hostaddr));
-	else
-		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr,
-			  p->hostaddr, sizeof(p->hostaddr));
+	p->hostaddr[0] = '\0';
+	p->host_repeated[0] = '\0';
+	for (const struct evutil_addrinfo *ai = res; ai && n < RESOLVED_MAX; ai = ai->ai_next, n++)
+		append_address(p, ai, host);
 	evutil_freeaddrinfo(res);
 	start_connect(p);
 }
@@ -444,7 +477,8 @@ static void begin_connect(struct poller *p)
 	struct evdns_getaddrinfo_request *req;
 
 	p->hostaddr[0] = '\0';
-	if (!host || !p->dns) {
+	p->host_repeated[0] = '\0';
+	if (!host || !p->dns || strlen(host) > NODE_HOST_MAX) {
 		start_connect(p);
 		return;
 	}
