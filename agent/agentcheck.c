@@ -159,34 +159,50 @@ static void reply(struct agentcheck_conn *c, const char *request)
 	bufferevent_write(c->bev, line, strlen(line));
 }
 
+/*
+ * Take the request from the input: a line, or what came before the
+ * wait expired (an agent-send string without its "\n" still names a
+ * node: answering it for the default node would be a wrong answer).
+ * A NUL inside makes it a bad request rather than a shorter name.
+ */
+static void reply_to_input(struct agentcheck_conn *c, size_t len)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char line[REQUEST_MAX + 1];
+
+	if (len > REQUEST_MAX) {
+		c->server->stats.bad_requests++;
+		reply(c, "bad request line too long");
+		return;
+	}
+	evbuffer_remove(in, line, len);
+	line[len] = '\0';
+	if (memchr(line, '\0', len)) {
+		c->server->stats.bad_requests++;
+		reply(c, "bad request with a NUL byte");
+		return;
+	}
+	reply(c, line);
+}
+
 static void on_readable(struct bufferevent *bev, void *arg)
 {
 	struct agentcheck_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t eol_len = 0;
 	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-	char line[REQUEST_MAX + 1];
 
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > REQUEST_MAX) {
-			c->server->stats.bad_requests++;
-			reply(c, "bad request line too long");
-		}
-		return;
-	}
-	if ((size_t)eol.pos > REQUEST_MAX) {
-		c->server->stats.bad_requests++;
-		reply(c, "bad request line too long");
-		return;
-	}
-	evbuffer_remove(in, line, (size_t)eol.pos);
-	line[eol.pos] = '\0';
-	reply(c, line);
+	if (eol.pos >= 0)
+		reply_to_input(c, (size_t)eol.pos);
+	else if (evbuffer_get_length(in) > REQUEST_MAX)
+		reply_to_input(c, evbuffer_get_length(in));
 }
 
 static void on_wait_expired(evutil_socket_t fd, short what, void *arg)
 {
-	reply(arg, "");
+	struct agentcheck_conn *c = arg;
+
+	reply_to_input(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
 static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)

@@ -10,28 +10,79 @@
 
 #include "probe.h"
 
+/* Catalog probes for the detect query: pg_catalog only, readable by anyone. */
+#define HAS_REL(nsp, rel) \
+	" EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace" \
+	"   WHERE n.nspname = '" nsp "' AND c.relname = '" rel "')"
+#define HAS_COL(nsp, rel, col) \
+	" EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid" \
+	"   JOIN pg_namespace n ON n.oid = c.relnamespace" \
+	"   WHERE n.nspname = '" nsp "' AND c.relname = '" rel "'" \
+	"   AND a.attname = '" col "' AND NOT a.attisdropped)"
+#define HAS_PROC(nsp, proc) \
+	" EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace" \
+	"   WHERE n.nspname = '" nsp "' AND p.proname = '" proc "')"
+
+/* The detect query's columns, in order. */
+enum {
+	DET_VERSION,
+	DET_IN_RECOVERY,
+	DET_BDR1,
+	DET_PGD,
+	DET_PGLOGICAL,
+	DET_SPOCK,
+	DET_SUBSCRIPTIONS,
+	DET_WALSENDERS,
+	DET_BDR_READ_ONLY,
+	DET_LOGICAL_SLOTS,
+	DET_PGD_NODE_KIND,
+	DET_PGD_DECODER_SLOT,
+	DET_PGD_RAFT,
+	DET_PGD_RAFT_GROUP,
+	DET_PGD_MONITOR,
+	DET_PGD_ROUTING,
+	DET_ORIGINS_READABLE,
+	DET_N_COLS
+};
+
 const char *probe_detect_query(void)
 {
 	/*
 	 * Catalog lookups instead of to_regclass(): a schema the role
 	 * has no USAGE on makes to_regclass() raise instead of NULL.
+	 * Subscriptions and slots are counted in this database only:
+	 * pg_subscription is shared by the whole cluster. It does not
+	 * exist before 10 (BDR 1/2 run on 9.4/9.6), and naming it would
+	 * fail the whole query there, hence query_to_xml(), which parses
+	 * its text only when the CASE gets to run it.
 	 */
 	return "SELECT current_setting('server_version_num')::int,"
 	       " pg_is_in_recovery(),"
-	       " EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-	       "   WHERE n.nspname = 'bdr' AND p.proname = 'bdr_get_local_node_name'),"
-	       " EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-	       "   WHERE n.nspname = 'bdr' AND c.relname = 'local_node_summary'),"
-	       " EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-	       "   WHERE n.nspname = 'pglogical' AND c.relname = 'local_node'),"
-	       " EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-	       "   WHERE n.nspname = 'spock' AND c.relname = 'local_node'),"
-	       " (SELECT count(*) FROM pg_stat_subscription)::int,"
+	       HAS_PROC("bdr", "bdr_get_local_node_name") ","
+	       HAS_REL("bdr", "local_node_summary") ","
+	       HAS_REL("pglogical", "local_node") ","
+	       HAS_REL("spock", "local_node") ","
+	       " CASE WHEN current_setting('server_version_num')::int >= 100000 THEN"
+	       "   (xpath('/row/n/text()', query_to_xml('SELECT count(subdbid) AS n"
+	       "   FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database"
+	       "   WHERE datname = current_database())', false, true, '')))[1]::text::int"
+	       "   ELSE 0 END,"
 	       " (SELECT count(*) FROM pg_stat_replication)::int,"
-	       " EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-	       "   JOIN pg_namespace n ON n.oid = c.relnamespace"
-	       "   WHERE n.nspname = 'bdr' AND c.relname = 'bdr_nodes'"
-	       "   AND a.attname = 'node_read_only' AND NOT a.attisdropped)";
+	       HAS_COL("bdr", "bdr_nodes", "node_read_only") ","
+	       " (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'logical'"
+	       "   AND plugin = 'pgoutput' AND database = current_database())::int,"
+	       HAS_COL("bdr", "node_summary", "node_kind_name") ","
+	       HAS_COL("bdr", "node_slots", "is_decoder_slot") ","
+	       HAS_REL("bdr", "group_raft_details") ","
+	       HAS_COL("bdr", "group_raft_details", "node_group_name") ","
+	       HAS_PROC("bdr", "monitor_local_replslots") ","
+	       HAS_REL("bdr", "node_group_routing_summary") ","
+	       " EXISTS (SELECT 1 FROM pg_class c JOIN pg_proc p"
+	       "   ON p.proname = 'pg_show_replication_origin_status'"
+	       "   WHERE c.relname = 'pg_replication_origin_status'"
+	       "   AND c.relnamespace = p.pronamespace"
+	       "   AND has_table_privilege(c.oid, 'SELECT')"
+	       "   AND has_function_privilege(p.oid, 'EXECUTE'))";
 }
 
 static enum flavor choose_flavor(const struct conn_caps *caps)
@@ -44,30 +95,46 @@ static enum flavor choose_flavor(const struct conn_caps *caps)
 		return FLAVOR_SPOCK;
 	if (caps->has_pglogical)
 		return FLAVOR_PGLOGICAL;
-	if (caps->n_subscriptions > 0)
+	/* a standby carries its primary's pg_subscription, but applies nothing */
+	if (caps->in_recovery)
+		return FLAVOR_PHYSICAL;
+	if (caps->n_subscriptions > 0 || caps->n_logical_slots > 0)
 		return FLAVOR_LOGICAL;
-	if (caps->in_recovery || caps->n_walsenders > 0)
+	if (caps->n_walsenders > 0)
 		return FLAVOR_PHYSICAL;
 	return FLAVOR_PLAIN;
+}
+
+static void parse_pgd_caps(const PGresult *res, struct conn_caps *caps)
+{
+	caps->pgd_has_node_kind = pq_bool(res, DET_PGD_NODE_KIND);
+	caps->pgd_has_decoder_slot = pq_bool(res, DET_PGD_DECODER_SLOT);
+	caps->pgd_has_raft = pq_bool(res, DET_PGD_RAFT);
+	caps->pgd_raft_has_group = pq_bool(res, DET_PGD_RAFT_GROUP);
+	caps->pgd_has_monitor = pq_bool(res, DET_PGD_MONITOR);
+	caps->pgd_has_routing = pq_bool(res, DET_PGD_ROUTING);
 }
 
 int probe_detect_parse(const PGresult *res, enum flavor forced,
 		       struct conn_caps *caps, char *err, size_t errlen)
 {
-	if (PQntuples(res) != 1 || PQnfields(res) != 9) {
+	if (PQntuples(res) != 1 || PQnfields(res) != DET_N_COLS) {
 		snprintf(err, errlen, "unexpected result from the detect query");
 		return -1;
 	}
 	memset(caps, 0, sizeof(*caps));
-	caps->server_version = (int)pq_int64(res, 0);
-	caps->in_recovery = pq_bool(res, 1);
-	caps->has_bdr1 = pq_bool(res, 2);
-	caps->has_pgd = pq_bool(res, 3);
-	caps->has_pglogical = pq_bool(res, 4);
-	caps->has_spock = pq_bool(res, 5);
-	caps->n_subscriptions = (int)pq_int64(res, 6);
-	caps->n_walsenders = (int)pq_int64(res, 7);
-	caps->bdr_has_read_only = pq_bool(res, 8);
+	caps->server_version = (int)pq_int64(res, DET_VERSION);
+	caps->in_recovery = pq_bool(res, DET_IN_RECOVERY);
+	caps->has_bdr1 = pq_bool(res, DET_BDR1);
+	caps->has_pgd = pq_bool(res, DET_PGD);
+	caps->has_pglogical = pq_bool(res, DET_PGLOGICAL);
+	caps->has_spock = pq_bool(res, DET_SPOCK);
+	caps->n_subscriptions = (int)pq_int64(res, DET_SUBSCRIPTIONS);
+	caps->n_walsenders = (int)pq_int64(res, DET_WALSENDERS);
+	caps->bdr_has_read_only = pq_bool(res, DET_BDR_READ_ONLY);
+	caps->n_logical_slots = (int)pq_int64(res, DET_LOGICAL_SLOTS);
+	caps->can_read_origins = pq_bool(res, DET_ORIGINS_READABLE);
+	parse_pgd_caps(res, caps);
 	caps->flavor = forced != FLAVOR_AUTO ? forced : choose_flavor(caps);
 	if (!probe_for_flavor(caps->flavor)) {
 		snprintf(err, errlen, "flavor %s is not supported by this build",
@@ -81,8 +148,11 @@ const struct probe_ops *probe_for_flavor(enum flavor flavor)
 {
 	static const struct probe_ops *const all[] = {
 		&probe_bdr_ops,
-		&probe_physical_ops,
+		&probe_pgd_ops,
 		&probe_pglogical_ops,
+		&probe_spock_ops,
+		&probe_logical_ops,
+		&probe_physical_ops,
 		&probe_plain_ops,
 	};
 
@@ -161,6 +231,23 @@ void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)
 	facts->impaired = true;
 	va_start(ap, fmt);
 	vsnprintf(facts->impairment, sizeof(facts->impairment), fmt, ap);
+	va_end(ap);
+}
+
+void facts_add_impairment(struct node_facts *facts, const char *fmt, ...)
+{
+	size_t used = facts->impaired ? strnlen(facts->impairment, REASON_MAX - 1) : 0;
+	va_list ap;
+
+	if (used > 0 && used + 2 < REASON_MAX - 1) {
+		memcpy(facts->impairment + used, "; ", 3);
+		used += 2;
+	}
+	facts->impaired = true;
+	if (used >= REASON_MAX - 1)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(facts->impairment + used, REASON_MAX - used, fmt, ap);
 	va_end(ap);
 }
 

@@ -20,9 +20,18 @@ struct conn_caps {
 	bool has_pgd;              /* bdr.local_node_summary exists */
 	bool has_pglogical;
 	bool has_spock;
-	int n_subscriptions;       /* rows in pg_stat_subscription */
+	int n_subscriptions;       /* pg_subscription rows of this database */
 	int n_walsenders;          /* rows in pg_stat_replication */
+	int n_logical_slots;       /* pgoutput slots of this database */
+	bool can_read_origins;     /* may read pg_replication_origin_status */
 	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
+	/* PGD catalog shape: 3.7, 4 and 5 differ in these */
+	bool pgd_has_node_kind;    /* bdr.node_summary.node_kind_name (5) */
+	bool pgd_has_decoder_slot; /* bdr.node_slots.is_decoder_slot (4, 5) */
+	bool pgd_has_raft;         /* bdr.group_raft_details */
+	bool pgd_raft_has_group;   /* bdr.group_raft_details.node_group_name (5) */
+	bool pgd_has_monitor;      /* bdr.monitor_local_replslots() */
+	bool pgd_has_routing;      /* bdr.node_group_routing_summary (5) */
 	enum flavor flavor;        /* detected, or forced by the config */
 };
 
@@ -71,10 +80,16 @@ void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Like facts_set_impairment, but appends to an earlier one: "a; b". */
+void facts_add_impairment(struct node_facts *facts, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 extern const struct probe_ops probe_bdr_ops;
-extern const struct probe_ops probe_physical_ops;
+extern const struct probe_ops probe_pgd_ops;
 extern const struct probe_ops probe_pglogical_ops;
+extern const struct probe_ops probe_spock_ops;
+extern const struct probe_ops probe_logical_ops;
+extern const struct probe_ops probe_physical_ops;
 extern const struct probe_ops probe_plain_ops;
 
 #endif

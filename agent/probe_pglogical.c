@@ -1,7 +1,14 @@
 /*
- * pglogical 2: the local node must exist and every subscription on it
- * must be replicating; the pglogical slots on this node tell whether
- * the peers are connected and how far behind they read.
+ * pglogical 2: the local node must exist and its subscriptions must be
+ * replicating; the pglogical slots on this node tell whether the peers
+ * are connected and how far behind they read.
+ *
+ * A subscription the operator disabled (or one still initializing, or
+ * unknown) takes the node down. One that is "down" (enabled, but its
+ * apply worker is not running: usually its provider is unreachable)
+ * only degrades the node while another subscription still replicates;
+ * with none replicating the node is cut off from every peer and cannot
+ * tell whether it is the survivor or the partitioned one, so it is down.
  */
 #include <stdio.h>
 
@@ -10,7 +17,9 @@
 enum {
 	COL_LOCAL_NAME,
 	COL_SUBS,
-	COL_SUBS_BROKEN,
+	COL_SUBS_FAILED,
+	COL_SUBS_DOWN,
+	COL_SUBS_REPLICATING,
 	COL_SLOTS,
 	COL_SLOTS_IDLE,
 	COL_LAG_BYTES,
@@ -32,7 +41,11 @@ enum {
 	"   JOIN pglogical.node n ON n.node_id = l.node_id)," \
 	" (SELECT count(*) FROM subs)::int," \
 	" (SELECT string_agg(subscription_name || ' is ' || status, ', '" \
-	"   ORDER BY subscription_name) FROM subs WHERE status <> 'replicating')," \
+	"   ORDER BY subscription_name) FROM subs WHERE status NOT IN ('replicating', 'down'))," \
+	" (SELECT string_agg(subscription_name || ' from '" \
+	"   || COALESCE(provider_node, '?') || ' is down', ', '" \
+	"   ORDER BY subscription_name) FROM subs WHERE status = 'down')," \
+	" (SELECT count(*) FROM subs WHERE status = 'replicating')::int," \
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots WHERE NOT active)," \
 	" (SELECT max(lag)::bigint FROM slots WHERE active)," \
@@ -47,6 +60,16 @@ static const char *pglogical_query(const struct conn_caps *caps)
 	if (caps->server_version >= 100000)
 		return PGLOGICAL_SELECT("pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)");
 	return PGLOGICAL_SELECT("pg_xlog_location_diff(pg_current_xlog_location(), confirmed_flush_lsn)");
+}
+
+static void judge_down_subscriptions(const PGresult *res, struct node_facts *facts)
+{
+	if (pq_is_null(res, COL_SUBS_DOWN) || !facts->healthy)
+		return;
+	if (pq_int64(res, COL_SUBS_REPLICATING) > 0)
+		facts_add_impairment(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
+	else
+		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
 }
 
 static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
@@ -64,11 +87,12 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 
 	if (pq_is_null(res, COL_LOCAL_NAME))
 		facts_set_problem(facts, "no pglogical local node in this database");
-	else if (!pq_is_null(res, COL_SUBS_BROKEN))
-		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_BROKEN));
+	else if (!pq_is_null(res, COL_SUBS_FAILED))
+		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_FAILED));
+	judge_down_subscriptions(res, facts);
 	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
 		facts->peers_down = 1;
-		facts_set_impairment(facts, "peer slot not streaming: %s",
+		facts_add_impairment(facts, "peer slot not streaming: %s",
 				     pq_text(res, COL_SLOTS_IDLE));
 	}
 }

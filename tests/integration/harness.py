@@ -700,6 +700,10 @@ class Agent:
                 if s == "agent":
                     items = dict(items)
                     items.setdefault("http_listen", f"127.0.0.1:{self.port}")
+                    if os.geteuid() == 0:
+                        # The agent refuses to run as root: drop to nobody
+                        # after binding, as in production.
+                        items.setdefault("user", "nobody")
                     # the tests run as root; production configs set user =
                     if "user" not in items:
                         items.setdefault("allow_root", "yes")

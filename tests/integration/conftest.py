@@ -1,0 +1,94 @@
+"""
+pytest fixtures for the pgbdr-agent integration suite.
+
+Run: /usr/bin/python3 -m pytest tests/integration -x -q
+Needs root (servers run as OS user postgres via runuser), PostgreSQL 15
+with pglogical, haproxy, and the built agent (build/agent/pgbdr-agent or
+$PGBDR_AGENT).
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import CAPTURED, PgServer, Registry  # noqa: E402,F401
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def _binary_or_fail():
+    b = harness.agent_binary()
+    if not os.access(b, os.X_OK):
+        pytest.fail(f"agent binary {b} missing: run `meson setup build && meson compile -C build` "
+                    f"or set PGBDR_AGENT", pytrace=False)
+    return b
+
+
+@pytest.fixture(scope="session")
+def agent_bin():
+    return _binary_or_fail()
+
+
+def _finish(reg):
+    # Stop agents first so their shutdown lines are in the logs, then
+    # look for leaked passwords, then remove everything.
+    for item in list(reg.items):
+        if isinstance(item, (harness.Agent,)):
+            try:
+                item.stop()
+            except Exception:  # noqa: BLE001
+                pass
+    leaks = CAPTURED.leaks()
+    errors = reg.cleanup()
+    assert not leaks, f"password leaked into captured output: {leaks}"
+    assert not errors, f"cleanup errors: {errors}"
+
+
+@pytest.fixture(scope="module")
+def module_registry(agent_bin):
+    """Temp dirs and processes that live for one test module."""
+    reg = Registry()
+    yield reg
+    _finish(reg)
+
+
+@pytest.fixture
+def registry(agent_bin):
+    """Temp dirs and processes that live for one test."""
+    reg = Registry()
+    yield reg
+    _finish(reg)
+
+
+@pytest.fixture(autouse=True)
+def _no_password_leak():
+    """After every test: no captured output holds a test password."""
+    yield
+    leaks = CAPTURED.leaks()
+    assert not leaks, f"password leaked into captured output: {leaks}"
+
+
+@pytest.fixture
+def password():
+    return CAPTURED.secret(harness.new_password())
+
+
+@pytest.fixture(scope="module")
+def module_password():
+    return CAPTURED.secret(harness.new_password())
+
+
+@pytest.fixture(scope="module")
+def plain_pg(module_registry, module_password):
+    """A plain PostgreSQL server with database `app` and the least-privilege
+    monitoring role from sql/grants/plain.sql."""
+    pg = PgServer(module_registry, "plain", pglogical=False).init().start()
+    pg.create_database("app")
+    pg.apply_grants("plain", dbname="app", password=module_password)
+    return pg

@@ -1,0 +1,307 @@
+"""HAProxy 2.6 with filter spoe, running haproxy-examples/spoe-http.cfg
+and spoe-tcp.cfg AS IS (configured only through the environment
+variables they reference) with haproxy-examples/pgbdr-spoe.conf, against
+one agent watching three PostgreSQL servers, each with the emulated BDR
+1 catalog (fixtures/bdr1_emulation.sql)."""
+
+import http.client
+import os
+
+import psycopg2
+import pytest
+
+from harness import (FAST_AGENT, FIXTURES_DIR, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer,
+                     free_port, wait_for)
+
+NODES = ("node1", "node2", "node3")
+SERVING = ("ready", "degraded")
+SPOE_CONF = os.path.join(HAPROXY_EXAMPLES, "pgbdr-spoe.conf")
+
+
+@pytest.fixture(scope="module")
+def pgs(module_registry, module_password):
+    out = {}
+    for name in NODES:
+        pg = PgServer(module_registry, name, pglogical=False).init().start()
+        pg.create_database("app")
+        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname="app")
+        pg.sql("SELECT bdr.emulation_setup(%s, VARIADIC %s)",
+               (name, [n for n in NODES if n != name]), dbname="app")
+        pg.apply_grants("bdr", dbname="app", password=module_password)
+        out[name] = pg
+    return out
+
+
+@pytest.fixture(scope="module")
+def agent(module_registry, pgs, module_password):
+    spoe_port = free_port()
+    sections = [("agent", dict(FAST_AGENT, spoe_listen=f"127.0.0.1:{spoe_port}",
+                               leader_handover="300ms"))]
+    for i, name in enumerate(NODES, 1):
+        sections.append((f"node.{name}", {"dsn": pgs[name].tcp_dsn("app", password=module_password),
+                                          "flavor": "bdr", "priority": 100 * i}))
+    a = Agent(module_registry, sections, name="agent-spoe").start()
+    a.spoe_port = spoe_port
+    for name in NODES:
+        a.wait_state(name, "ready", 15)
+    wait_for(lambda: a.node("node1")["write_leader"], 15, desc="node1 leads")
+    return a
+
+
+def haproxy_env(agent):
+    return {"PGBDR_SPOE_CONF": SPOE_CONF,
+            "PGBDR_SPOE_AGENT": f"127.0.0.1:{agent.spoe_port}",
+            "PGBDR_SPOE_CHECK_INTER": "500ms"}
+
+
+@pytest.fixture(scope="module")
+def http_haproxy(module_registry, agent):
+    ports = {k: free_port() for k in ("filter", "frag", "nofilter")}
+    env = dict(haproxy_env(agent),
+               PGBDR_HTTP_LISTEN=f"127.0.0.1:{ports['filter']}",
+               PGBDR_HTTP_FRAG_LISTEN=f"127.0.0.1:{ports['frag']}",
+               PGBDR_HTTP_NOFILTER_LISTEN=f"127.0.0.1:{ports['nofilter']}")
+    h = HAProxy(module_registry, "spoe-http.cfg", env)
+    r = h.check_config()
+    assert r.returncode == 0, r.stdout + r.stderr
+    h.ports = ports
+    return h.start()
+
+
+@pytest.fixture(scope="module")
+def tcp_haproxy(module_registry, agent, pgs):
+    listen = free_port()
+    env = dict(haproxy_env(agent), PGBDR_PG_LISTEN=f"127.0.0.1:{listen}")
+    for i, name in enumerate(NODES, 1):
+        env[f"PGBDR_NODE{i}"] = f"127.0.0.1:{pgs[name].port}"
+    h = HAProxy(module_registry, "spoe-tcp.cfg", env)
+    r = h.check_config()
+    assert r.returncode == 0, r.stdout + r.stderr
+    h.listen_port = listen
+    return h.start()
+
+
+def test_example_files_are_valid_with_their_defaults():
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
+    # Only the engine file's path must exist; everything else keeps its default.
+    env["PGBDR_SPOE_CONF"] = SPOE_CONF
+    for cfg in ("spoe-http.cfg", "spoe-tcp.cfg"):
+        r = subprocess.run(["haproxy", "-c", "-f", os.path.join(HAPROXY_EXAMPLES, cfg)],
+                           env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------
+# HTTP: the variables in response headers
+# --------------------------------------------------------------------------
+
+def get(port, node=None, extra_headers=None):
+    headers = {}
+    if node:
+        headers["X-Pgbdr-Node"] = node
+    headers.update(extra_headers or {})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/", headers=headers)
+        r = conn.getresponse()
+        r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders() if k.lower().startswith("x-pgbdr-")}
+    finally:
+        conn.close()
+
+
+def expected_headers(status, name=None):
+    nodes = status["nodes"]
+    serving = sorted((n for n in nodes if n["state"] in SERVING),
+                     key=lambda n: (n["lag_bytes"] is None, n["lag_bytes"] or 0, n["name"]))
+    name = name or status["default_node"]
+    node = next(n for n in nodes if n["name"] == name)
+    out = {
+        "x-pgbdr-ready": "1" if node["state"] in SERVING else "0",
+        "x-pgbdr-weight": str(node["weight"]),
+        "x-pgbdr-state": node["state"],
+        "x-pgbdr-reason": node["reason"] or "",
+        "x-pgbdr-write-node": next((n["name"] for n in nodes if n["write_leader"]), ""),
+        "x-pgbdr-best-node": serving[0]["name"] if serving else "",
+        "x-pgbdr-ready-nodes": str(len(serving)),
+    }
+    if node["lag_bytes"] is not None:
+        out["x-pgbdr-lag-bytes"] = str(node["lag_bytes"])
+    return out
+
+
+def headers_match_status(agent, port, node=None, extra_headers=None):
+    """One request whose headers equal what /status says, read just
+    before and just after (lag moves with WAL: retry until stable)."""
+    def attempt():
+        before = agent.status_json()
+        code, headers = get(port, node, extra_headers)
+        after = agent.status_json()
+        want = expected_headers(before, node)
+        if want != expected_headers(after, node):
+            return False
+        assert code == 200
+        return headers if headers == want else False
+    try:
+        return wait_for(attempt, 10, desc=f"headers for {node} match /status")
+    except AssertionError:
+        code, headers = get(port, node, extra_headers)
+        raise AssertionError(f"headers {headers}\n/status wants "
+                             f"{expected_headers(agent.status_json(), node)}") from None
+
+
+def test_agents_backend_up_by_spop_check(http_haproxy):
+    row = http_haproxy.wait_for_status("pgbdr_agents", "agent1", "UP", 10)
+    assert row["check_status"].startswith("L7"), row
+
+
+def test_headers_carry_the_variables(agent, http_haproxy):
+    port = http_haproxy.ports["filter"]
+    h = headers_match_status(agent, port)
+    assert h["x-pgbdr-state"] == "ready" and h["x-pgbdr-ready"] == "1", h
+    assert h["x-pgbdr-write-node"] == "node1" and h["x-pgbdr-ready-nodes"] == "3", h
+    assert "x-pgbdr-lag-bytes" in h and "x-pgbdr-error" not in h, h
+    for name in NODES:
+        headers_match_status(agent, port, name)
+
+
+def test_unknown_node_header(agent, http_haproxy):
+    code, h = get(http_haproxy.ports["filter"], "nosuch")
+    assert code == 200
+    assert h["x-pgbdr-state"] == "unknown" and h["x-pgbdr-ready"] == "0", h
+    assert h["x-pgbdr-reason"] == "unknown node nosuch", h
+    assert "x-pgbdr-lag-bytes" not in h
+
+
+def test_no_filter_frontend_has_no_variables(http_haproxy):
+    code, h = get(http_haproxy.ports["nofilter"])
+    assert code == 200
+    assert h["x-pgbdr-state"] == "" and "x-pgbdr-error" not in h, h
+
+
+def flip(pgs, node, code):
+    pgs[node].sql("UPDATE bdr.bdr_nodes SET node_status = %s WHERE node_name = %s", (code, node),
+                  dbname="app")
+
+
+def test_headers_follow_state_changes(agent, pgs, http_haproxy):
+    port = http_haproxy.ports["filter"]
+    flip(pgs, "node2", "c")
+    try:
+        agent.wait_state("node2", "down", 5, reason_re=r"join")
+        h = headers_match_status(agent, port, "node2")
+        assert h["x-pgbdr-state"] == "down" and h["x-pgbdr-ready"] == "0", h
+        assert h["x-pgbdr-weight"] == "0" and "join" in h["x-pgbdr-reason"], h
+        assert h["x-pgbdr-ready-nodes"] == "2", h
+        h = headers_match_status(agent, port)
+        assert h["x-pgbdr-state"] == "ready" and h["x-pgbdr-best-node"] != "node2", h
+    finally:
+        flip(pgs, "node2", "r")
+    agent.wait_state("node2", "ready", 5)
+    h = headers_match_status(agent, port, "node2")
+    assert h["x-pgbdr-state"] == "ready" and h["x-pgbdr-ready-nodes"] == "3", h
+
+
+def spop_metrics(agent):
+    out = {}
+    for line in agent.get("/metrics").text.splitlines():
+        if line.startswith("pgbdr_spop_"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+@pytest.mark.parametrize("size", [3000, 12000])
+def test_large_request_travels_in_fragments(agent, http_haproxy, size):
+    """[pgbdr-frag] sends req.hdrs in 1 kB frames: HAProxy 2.6 fragments
+    the NOTIFY, the agent reassembles it and answers correctly."""
+    before = spop_metrics(agent)
+    big = {"X-Big": "b" * size, "X-Other": "o" * 100}
+    h = headers_match_status(agent, http_haproxy.ports["frag"], "node3", big)
+    assert h["x-pgbdr-state"] == "ready", h
+    after = spop_metrics(agent)
+    reassembled = 'pgbdr_spop_fragmented_total{result="reassembled"}'
+    unset = 'pgbdr_spop_frames_received_total{type="unset"}'
+    assert after[reassembled] > before[reassembled], (before, after)
+    assert after[unset] - before[unset] >= size // 1024, (before, after)
+    # small requests on the same engine still work, unfragmented
+    headers_match_status(agent, http_haproxy.ports["frag"], "node1")
+    assert after['pgbdr_spop_disconnects_total{status="4"}'] == 0, after
+
+
+def test_many_requests_all_answered(agent, http_haproxy):
+    port = http_haproxy.ports["filter"]
+    for i in range(200):
+        code, h = get(port, NODES[i % 3])
+        assert code == 200 and h["x-pgbdr-state"] == "ready", (i, h)
+    m = spop_metrics(agent)
+    for key, value in m.items():
+        if key.startswith("pgbdr_spop_disconnects_total") and 'status="0"' not in key:
+            assert value == 0, (key, m)
+
+
+# --------------------------------------------------------------------------
+# TCP: PostgreSQL sessions land on the write leader
+# --------------------------------------------------------------------------
+
+def server_port_via(haproxy, password):
+    conn = psycopg2.connect(host="127.0.0.1", port=haproxy.listen_port, dbname="app",
+                            user="pgbdr_monitor", password=password, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT inet_server_port()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_tcp_sessions_follow_the_write_leader(agent, pgs, tcp_haproxy, module_password):
+    tcp_haproxy.wait_for_status("pgbdr_agents", "agent1", "UP", 10)
+    for _ in range(5):
+        assert server_port_via(tcp_haproxy, module_password) == pgs["node1"].port
+    pgs["node1"].stop()
+    try:
+        agent.wait_state("node1", "down", 10)
+        wait_for(lambda: agent.node("node2")["write_leader"], 10, desc="node2 leads")
+
+        def lands_on_node2():
+            try:
+                return server_port_via(tcp_haproxy, module_password) == pgs["node2"].port
+            except psycopg2.OperationalError:
+                return False
+        wait_for(lands_on_node2, 10, desc="new sessions land on node2")
+        for _ in range(5):
+            assert server_port_via(tcp_haproxy, module_password) == pgs["node2"].port
+    finally:
+        pgs["node1"].start()
+    agent.wait_state("node1", "ready", 15)
+
+
+def test_tcp_refused_without_write_leader(agent, pgs, tcp_haproxy, module_password):
+    """Fail closed: with no write leader the client is refused, not sent
+    to some node."""
+    for name in NODES:
+        flip(pgs, name, "k")
+    try:
+        for name in NODES:
+            agent.wait_state(name, "down", 10)
+        wait_for(lambda: agent.status_json() and not any(
+            n["write_leader"] for n in agent.status_json()["nodes"]), 10, desc="no leader")
+        with pytest.raises(psycopg2.OperationalError):
+            server_port_via(tcp_haproxy, module_password)
+    finally:
+        for name in NODES:
+            flip(pgs, name, "r")
+    for name in NODES:
+        agent.wait_state(name, "ready", 10)
+    wait_for(lambda: any(n["write_leader"] for n in agent.status_json()["nodes"]), 15,
+             desc="a leader again")
+
+    def lands_on_leader():
+        leader = next(n["name"] for n in agent.status_json()["nodes"] if n["write_leader"])
+        try:
+            return server_port_via(tcp_haproxy, module_password) == pgs[leader].port
+        except psycopg2.OperationalError:
+            return False
+    wait_for(lands_on_leader, 10, desc="sessions land on the leader again")
