@@ -390,6 +390,9 @@ static bool listen_addr_equal(const struct listen_addr *x, const struct listen_a
 
 static void warn_about_restart_only_changes(struct agent *a, const struct agent_config *next)
 {
+	if ((a->config.user == NULL) != (next->user == NULL) ||
+	    (a->config.user && strcmp(a->config.user, next->user) != 0))
+		log_warning(&a->log, "reload: user changes only on restart");
 	if (!listen_addr_equal(&a->config.http_listen, &next->http_listen) ||
 	    !listen_addr_equal(&a->config.agent_listen, &next->agent_listen) ||
 	    !listen_addr_equal(&a->config.spoe_listen, &next->spoe_listen))

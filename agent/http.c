@@ -1,35 +1,20 @@
 /*
- * HTTP checks. evhttp parses and frames (Content-Length, keep-alive,
- * HTTP/1.0 close, 400 on malformed input, header size limits); this
- * file only routes. Every answer comes from the cached node table, so
- * a check costs no PostgreSQL work and never waits on a node.
+ * HTTP routing: which reply a request gets. Every answer comes from
+ * the cached node table, so a check costs no PostgreSQL work and never
+ * waits on a node. Shared by the listener (http_server.c) and --inetd.
  */
-#include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include "evaluate.h"
 #include "http.h"
 #include "metrics.h"
 #include "render.h"
-
-#define HTTP_MAX_HEADERS_SIZE 16384
-#define HTTP_MAX_BODY_SIZE 4096
-
-struct http_server {
-	struct agent *agent;
-	struct evhttp *evh;
-	struct evhttp_bound_socket *bound;
-	struct http_stats stats;
-};
 
 static const char *const TEXT_PLAIN = "text/plain; charset=utf-8";
 
@@ -194,140 +179,29 @@ enum http_method http_method_from_name(const char *name)
 	return HTTP_METHOD_OTHER;
 }
 
-static enum http_method method_of(struct evhttp_request *req)
+void http_format_reply(int minor_version, const struct http_reply *r, bool head_only,
+		       bool keep_alive, struct evbuffer *out)
 {
-	switch (evhttp_request_get_command(req)) {
-	case EVHTTP_REQ_GET:
-		return HTTP_METHOD_GET;
-	case EVHTTP_REQ_HEAD:
-		return HTTP_METHOD_HEAD;
-	case EVHTTP_REQ_OPTIONS:
-		return HTTP_METHOD_OPTIONS;
-	default:
-		return HTTP_METHOD_OTHER;
-	}
+	size_t body_len = evbuffer_get_length(r->body);
+
+	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n"
+			    "Content-Type: %s\r\n"
+			    "Content-Length: %zu\r\n"
+			    "Cache-Control: no-store\r\n",
+			    minor_version >= 1 ? 1 : 0, r->code, r->reason, r->content_type, body_len);
+	if (r->allow)
+		evbuffer_add_printf(out, "Allow: %s\r\n", r->allow);
+	/* 1.0 needs keep-alive said out loud; 1.1 needs close said */
+	if (!keep_alive)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (minor_version == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+	if (!head_only)
+		evbuffer_add_buffer(out, r->body);
 }
 
-/*
- * libevent 2.1 has no public hook between accept() and evhttp, so
- * allow_from is checked on the first request of a connection. A
- * refused peer gets its socket shut down before the reply is queued:
- * evhttp then cleans up through its normal error path and the client
- * receives not one byte.
- */
-static bool refuse_if_not_allowed(struct http_server *s, struct evhttp_request *req)
+void http_reply_bad_request(struct http_reply *r, const char *why)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (s->agent->config.allow_from.count == 0)
-		return false;
-	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
-	    cidr_list_allows(&s->agent->config.allow_from, (struct sockaddr *)&ss))
-		return false;
-	s->stats.refused++;
-	if (fd >= 0)
-		shutdown(fd, SHUT_RDWR);
-	evhttp_send_reply(req, 403, "Forbidden", NULL);
-	return true;
-}
-
-/*
- * evhttp leaves Content-Length out of HTTP/1.0 replies (it closes
- * instead) and out of HEAD replies, and sends a HEAD body if given
- * one. Checkers that read the length got that wrong from the classic
- * script already, so every reply states it, and HEAD sends no body.
- */
-static void send_reply(struct evhttp_request *req, struct http_reply *reply)
-{
-	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-	char length[24];
-
-	snprintf(length, sizeof(length), "%zu", evbuffer_get_length(reply->body));
-	evhttp_add_header(headers, "Content-Type", reply->content_type);
-	evhttp_add_header(headers, "Content-Length", length);
-	evhttp_add_header(headers, "Cache-Control", "no-store");
-	if (reply->allow)
-		evhttp_add_header(headers, "Allow", reply->allow);
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
-		evbuffer_drain(reply->body, evbuffer_get_length(reply->body));
-	evhttp_send_reply(req, reply->code, reply->reason, reply->body);
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-	struct http_server *s = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	struct http_reply reply = { 0 };
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-
-	if (refuse_if_not_allowed(s, req))
-		return;
-	s->stats.requests++;
-	reply.body = evbuffer_new();
-	if (!reply.body) {
-		evhttp_send_error(req, 500, "out of memory");
-		return;
-	}
-	if (!path || path[0] != '/')
-		reply_text(&reply, 400, "Bad Request", "bad request target");
-	else
-		http_route(s->agent, method_of(req), path, evhttp_uri_get_query(uri), &reply);
-
-	send_reply(req, &reply);
-	if (reply.code >= 200 && reply.code < 600)
-		s->stats.responses[reply.code / 100]++;
-	evbuffer_free(reply.body);
-}
-
-struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
-				    char *err, size_t errlen)
-{
-	struct http_server *s = calloc(1, sizeof(*s));
-	struct timeval timeout = {
-		.tv_sec = a->config.client_timeout_ms / 1000,
-		.tv_usec = (a->config.client_timeout_ms % 1000) * 1000,
-	};
-
-	if (!s || !(s->evh = evhttp_new(a->base))) {
-		snprintf(err, errlen, "out of memory");
-		free(s);
-		return NULL;
-	}
-	s->agent = a;
-	/* accept every method so that we can answer 405, not 501 */
-	evhttp_set_allowed_methods(s->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_max_headers_size(s->evh, HTTP_MAX_HEADERS_SIZE);
-	evhttp_set_max_body_size(s->evh, HTTP_MAX_BODY_SIZE);
-	evhttp_set_timeout_tv(s->evh, &timeout);
-	evhttp_set_gencb(s->evh, on_request, s);
-
-	s->bound = evhttp_bind_socket_with_handle(s->evh, addr->host[0] ? addr->host : "0.0.0.0",
-						  (ev_uint16_t)addr->port);
-	if (!s->bound) {
-		snprintf(err, errlen, "cannot listen on %s:%d for http: %s",
-			 addr->host[0] ? addr->host : "*", addr->port, strerror(errno));
-		http_server_free(s);
-		return NULL;
-	}
-	return s;
-}
-
-void http_server_free(struct http_server *s)
-{
-	if (!s)
-		return;
-	if (s->evh)
-		evhttp_free(s->evh);
-	free(s);
-}
-
-const struct http_stats *http_server_stats(const struct http_server *s)
-{
-	return &s->stats;
+	reply_text(r, 400, "Bad Request", why);
 }

@@ -1,12 +1,14 @@
 /*
  * The HTTP responder for HAProxy's `option httpchk` and for people:
- * routes a request to a reply built from the cached status only. The
- * routing is shared by the evhttp listener and by --inetd.
+ * routes a request to a reply built from the cached status only, and
+ * frames replies. Shared by the listener (http_server.c) and --inetd.
  */
 #ifndef PGBDR_HTTP_H
 #define PGBDR_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agent.h"
 #include "units.h"
@@ -35,17 +37,33 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 
 enum http_method http_method_from_name(const char *name);
 
+void http_reply_bad_request(struct http_reply *r, const char *why);
+
+/*
+ * Status line, headers (always an exact Content-Length) and, unless
+ * head_only, the body, which is moved out of r->body.
+ */
+void http_format_reply(int minor_version, const struct http_reply *r, bool head_only,
+		       bool keep_alive, struct evbuffer *out);
+
 struct http_stats {
+	uint64_t connections;
 	uint64_t requests;
 	uint64_t refused;       /* by allow_from */
+	uint64_t over_capacity; /* closed at once: max_clients reached */
+	uint64_t timeouts;      /* no complete request within client_timeout */
 	uint64_t responses[6];  /* by class: [2] = 2xx ... [5] = 5xx */
 };
 
-const struct http_stats *http_server_stats(const struct http_server *s);
+struct http_stats http_server_stats(const struct http_server *s);
 
 /* Bind and serve; NULL with err filled when the address is unusable. */
 struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
 				    char *err, size_t errlen);
 void http_server_free(struct http_server *s);
+
+/* Serve an already connected socket (socketpair in tests and fuzzing). */
+int http_server_adopt(struct http_server *s, int fd);
+int http_server_port(const struct http_server *s);
 
 #endif

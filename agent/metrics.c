@@ -130,7 +130,8 @@ static void listener_sample(struct evbuffer *out, const char *metric, const char
 
 static void render_listeners(const struct agent *a, struct evbuffer *out)
 {
-	const struct http_stats *h = a->http ? http_server_stats(a->http) : NULL;
+	struct http_stats http = a->http ? http_server_stats(a->http) : (struct http_stats){ 0 };
+	const struct http_stats *h = a->http ? &http : NULL;
 	const struct agentcheck_stats *ac = a->agentcheck ? agentcheck_server_stats(a->agentcheck) : NULL;
 
 	header(out, "pgbdr_listener_requests_total", "counter", "Requests answered, by listener.");
@@ -139,6 +140,8 @@ static void render_listeners(const struct agent *a, struct evbuffer *out)
 	if (ac)
 		listener_sample(out, "pgbdr_listener_requests_total", "agent-check", NULL, ac->replies);
 	header(out, "pgbdr_listener_connections_total", "counter", "Connections accepted, by listener.");
+	if (h)
+		listener_sample(out, "pgbdr_listener_connections_total", "http", NULL, h->connections);
 	if (ac)
 		listener_sample(out, "pgbdr_listener_connections_total", "agent-check", NULL,
 				ac->connections);
@@ -152,7 +155,8 @@ static void render_listeners(const struct agent *a, struct evbuffer *out)
 	header(out, "pgbdr_listener_errors_total", "counter",
 	       "Malformed requests and clients over max_clients, by listener.");
 	if (h)
-		listener_sample(out, "pgbdr_listener_errors_total", "http", NULL, h->responses[4]);
+		listener_sample(out, "pgbdr_listener_errors_total", "http", NULL,
+				h->responses[4] + h->over_capacity + h->timeouts);
 	if (ac)
 		listener_sample(out, "pgbdr_listener_errors_total", "agent-check", NULL,
 				ac->bad_requests + ac->over_capacity);

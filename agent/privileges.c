@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +54,10 @@ int privileges_drop(const struct agent_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "could regain root after switching to %s", cfg->user);
 		return -1;
 	}
+	/* libpq finds ~/.pgpass through HOME: make it the new user's */
+	setenv("HOME", pw->pw_dir, 1);
+	setenv("USER", pw->pw_name, 1);
+	setenv("LOGNAME", pw->pw_name, 1);
 	return 0;
 }
 

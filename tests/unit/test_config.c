@@ -915,6 +915,7 @@ static void test_config_free_zeroed(void **state)
 static const char *const documented_keys[] = {
 	"http_listen", "agent_listen", "spoe_listen", "allow_from", "interval",
 	"timeout", "stale_after", "rise", "fall", "maintenance_file", "log_level",
+	"log_destination",
 	"user", "allow_root", "agent_send_wait", "leader_return_delay", "leader_handover",
 	"spoe_max_frame_size", "spoe_max_fragmented", "max_clients",
 	"client_timeout", "drain_lag", "max_lag", "max_lag_time", "min_weight",

@@ -1,0 +1,308 @@
+/*
+ * The HTTP listener: connections, framing and limits; http.c decides
+ * the replies. Written on bufferevents rather than evhttp because a
+ * health endpoint must hold its limits whatever a client does, and
+ * libevent 2.1's evhttp offers no hook for them: allow_from at accept,
+ * max_clients, an absolute deadline for a request head (a client
+ * sending one byte a second would otherwise hold a slot forever), and
+ * a bound on replies queued for a client that does not read.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "http.h"
+#include "http_parser.h"
+#include "listener.h"
+
+/* Past this much unsent output, stop reading: the client is not reading. */
+#define OUTPUT_PAUSE_BYTES (256 * 1024)
+
+/* Request bodies are never used; small ones are skipped, larger ones close. */
+#define MAX_SKIPPED_BODY 4096
+
+/* How long a closing connection drains what the client still sends. */
+#define LINGER_MS 1000
+
+struct http_conn {
+	struct http_server *server;
+	struct http_conn *prev, *next;
+	struct bufferevent *bev;
+	struct event *deadline; /* the next request head must arrive by then */
+	bool closing;           /* last reply queued: close once it is written */
+	bool lingering;         /* reply written, write side shut, draining input */
+};
+
+struct http_server {
+	struct agent *agent;
+	struct listener *listener;
+	struct http_conn *conns;
+	int open_connections;
+	struct http_stats stats;
+};
+
+static struct timeval ms_to_timeval(int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	return tv;
+}
+
+static void conn_free(struct http_conn *c)
+{
+	struct http_server *s = c->server;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->open_connections--;
+	event_free(c->deadline);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void arm_deadline(struct http_conn *c)
+{
+	struct timeval tv = ms_to_timeval(c->server->agent->config.client_timeout_ms);
+
+	evtimer_add(c->deadline, &tv);
+}
+
+static void respond(struct http_conn *c, const struct http_request *req, int minor_version,
+		    struct http_reply *reply, bool keep_alive)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	bool head_only = req && strcmp(req->method, "HEAD") == 0;
+
+	if (reply->code >= 200 && reply->code < 600)
+		c->server->stats.responses[reply->code / 100]++;
+	http_format_reply(minor_version, reply, head_only, keep_alive, out);
+	if (!keep_alive) {
+		c->closing = true;
+		evtimer_del(c->deadline);
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+static void respond_bad_request(struct http_conn *c, const char *why)
+{
+	struct http_reply reply = { .body = evbuffer_new() };
+
+	if (!reply.body) {
+		conn_free(c);
+		return;
+	}
+	http_reply_bad_request(&reply, why);
+	respond(c, NULL, 1, &reply, false);
+	evbuffer_free(reply.body);
+}
+
+static void serve_request(struct http_conn *c, const struct http_request *req)
+{
+	struct http_reply reply = { .body = evbuffer_new() };
+	/* a body we did not read leaves the stream unframed: close after */
+	bool keep_alive = req->keep_alive && !req->chunked &&
+			  req->content_length <= MAX_SKIPPED_BODY;
+
+	if (!reply.body) {
+		conn_free(c);
+		return;
+	}
+	c->server->stats.requests++;
+	http_route(c->server->agent, http_method_from_name(req->method), req->path,
+		   req->query, &reply);
+	respond(c, req, req->minor_version, &reply, keep_alive);
+	evbuffer_free(reply.body);
+	if (keep_alive)
+		arm_deadline(c);
+}
+
+/* Serve every complete request in the input (pipelining), in order. */
+static void process_input(struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (!c->closing) {
+		size_t len = evbuffer_get_length(in);
+		size_t look = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
+		struct http_request req;
+		enum http_parse_result r;
+
+		if (len == 0)
+			return;
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES) {
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		r = http_parse_request((const char *)evbuffer_pullup(in, (ssize_t)look), look, &req);
+		if (r == HTTP_PARSE_INCOMPLETE)
+			return;
+		if (r != HTTP_PARSE_OK) {
+			respond_bad_request(c, r == HTTP_PARSE_TOO_LARGE ? "request head too large"
+									  : "malformed request");
+			return;
+		}
+		/* a small body is skipped whole, so the next request starts clean */
+		if (!req.chunked && req.content_length <= MAX_SKIPPED_BODY) {
+			if (len < req.head_len + req.content_length)
+				return;
+			evbuffer_drain(in, req.head_len + req.content_length);
+		} else {
+			evbuffer_drain(in, req.head_len);
+		}
+		serve_request(c, &req);
+	}
+}
+
+static void on_readable(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+
+	if (c->lingering) {
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	process_input(c);
+}
+
+/*
+ * Closing a socket with unread input makes the kernel send a reset,
+ * which can destroy the reply still in flight (a 400 for an oversized
+ * head, say). So shut the write side, drain for a moment, then close.
+ */
+static void linger(struct http_conn *c)
+{
+	struct timeval tv = ms_to_timeval(LINGER_MS);
+
+	c->lingering = true;
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	bufferevent_enable(c->bev, EV_READ);
+	evtimer_add(c->deadline, &tv);
+}
+
+static void on_written(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+
+	if (c->closing) {
+		if (!c->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			linger(c);
+		return;
+	}
+	/* the client caught up: go on with what it already sent */
+	bufferevent_enable(bev, EV_READ);
+	process_input(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT)
+		c->server->stats.timeouts++;
+	conn_free(c);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+
+	if (!c->lingering)
+		c->server->stats.timeouts++;
+	conn_free(c);
+}
+
+int http_server_adopt(struct http_server *s, int fd)
+{
+	struct agent *a = s->agent;
+	struct timeval write_timeout = ms_to_timeval(a->config.client_timeout_ms);
+	struct http_conn *c;
+
+	s->stats.connections++;
+	if (s->open_connections >= a->config.max_clients || !(c = calloc(1, sizeof(*c)))) {
+		s->stats.over_capacity++;
+		evutil_closesocket(fd);
+		return -1;
+	}
+	c->server = s;
+	evutil_make_socket_nonblocking(fd);
+	c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(a->base, on_deadline, c);
+	if (!c->bev || !c->deadline) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			evutil_closesocket(fd);
+		if (c->deadline)
+			event_free(c->deadline);
+		free(c);
+		return -1;
+	}
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->open_connections++;
+
+	/* a client that stops reading its replies is dropped after this */
+	bufferevent_set_timeouts(c->bev, NULL, &write_timeout);
+	bufferevent_setcb(c->bev, on_readable, on_written, on_event, c);
+	bufferevent_enable(c->bev, EV_READ);
+	arm_deadline(c);
+	return 0;
+}
+
+static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
+{
+	http_server_adopt(arg, fd);
+}
+
+struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
+				    char *err, size_t errlen)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log, "http",
+				   on_accept, s, err, errlen);
+	if (!s->listener) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void http_server_free(struct http_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		conn_free(s->conns);
+	listener_free(s->listener);
+	free(s);
+}
+
+struct http_stats http_server_stats(const struct http_server *s)
+{
+	struct http_stats st = s->stats;
+
+	/* refusals happen in the listener, before a connection exists */
+	st.refused = listener_stats(s->listener)->refused;
+	return st;
+}
+
+int http_server_port(const struct http_server *s)
+{
+	return listener_port(s->listener);
+}
