@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from harness import (CAPTURED, FAST_AGENT, ROOT, Agent, HttpError, PgServer, free_port,
-                     ini_text, node_section, recv_reply, run_cli, wait_for)
+from harness import (CAPTURED, FAST_AGENT, ROOT, Agent, HttpError, PgServer, agent_binary,
+                     free_port, ini_text, node_section, recv_reply, run_cli, wait_for)
 
 NOT_PROBED_REASON = "no probe finished yet"
 
@@ -721,7 +721,7 @@ def test_root_without_user_is_refused_unless_allow_root(registry, plain_pg, modu
         f.write(ini_text([("agent", items),
                           ("node.r1", node_section(plain_pg, module_password))]))
     os.chmod(path, 0o600)
-    binary = os.environ.get("PGBDR_AGENT", os.path.join(ROOT, "build", "agent", "pgbdr-agent"))
+    binary = agent_binary()
     try:
         r = subprocess.run([binary, "-c", path], capture_output=True, timeout=10,
                            stdin=subprocess.DEVNULL)
