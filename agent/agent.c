@@ -133,6 +133,36 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 }
 
 /*
+ * PGD elects its own write leader (group routing, raft): when a serving
+ * node's catalog names one we know, that choice wins over ours, so that
+ * HAProxy and PGD's own proxies never disagree. Returns "" otherwise.
+ */
+static const char *catalog_choice(const struct agent *a, const struct leader_candidate *c, int n)
+{
+	for (int i = 0; i < a->n_nodes; i++) {
+		const struct node *node = &a->nodes[i];
+
+		if (!node->catalog_write_leader[0] || !state_is_serving(node->judged.state))
+			continue;
+		for (int j = 0; j < n; j++)
+			if (strcmp(c[j].name, node->catalog_write_leader) == 0)
+				return node->catalog_write_leader;
+	}
+	return "";
+}
+
+static void follow_catalog_choice(const struct agent *a, struct leader_candidate *c, int n)
+{
+	const char *choice = catalog_choice(a, c, n);
+
+	if (!choice[0])
+		return;
+	for (int i = 0; i < n; i++)
+		if (strcmp(c[i].name, choice) != 0)
+			c[i].eligible = false;
+}
+
+/*
  * No election before every node has answered once (or could not
  * within a round): otherwise whichever node happens to answer first
  * would win, and two agents started together could disagree.
@@ -153,6 +183,7 @@ static void update_leader(struct agent *a)
 	if (!view_is_complete(a, now))
 		return;
 	n = collect_candidates(a, now, c, (int)(sizeof(c) / sizeof(c[0])));
+	follow_catalog_choice(a, c, n);
 	snprintf(before, sizeof(before), "%s", a->leader.leader);
 	if (!leader_elect(c, n, &a->leader_policy, now, &a->leader))
 		return;
@@ -192,8 +223,11 @@ static void on_round_finished(void *arg, const struct node_facts *facts, int che
 	evaluate(facts, &read_policy, &n->judged_read, false, now, &n->judged_read);
 	n->judged.check_ms = check_ms;
 	node_refresh_name(n, facts);
-	if (facts->outcome == PROBE_OK)
+	if (facts->outcome == PROBE_OK) {
 		remember_peers(n, facts, now);
+		snprintf(n->catalog_write_leader, sizeof(n->catalog_write_leader), "%s",
+			 facts->catalog_write_leader);
+	}
 	n->probed = true;
 	publish(n);
 	update_leader(a);

@@ -49,6 +49,9 @@ struct node {
 	uint64_t probe_duration_buckets[PROBE_DURATION_BUCKETS];
 	double probe_duration_sum;
 
+	/* the write leader the node's own catalog names (PGD routing) */
+	char catalog_write_leader[NODE_NAME_MAX];
+
 	/* the cluster as this node's catalog sees it */
 	int n_peers;
 	struct peer_fact peers[MAX_PEERS];

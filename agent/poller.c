@@ -51,6 +51,9 @@ struct poller {
 	PGconn *conn;
 	struct conn_caps caps;
 	const struct probe_ops *probe; /* NULL until detected */
+	/* the latest result of the query in flight; the final one is what
+	 * counts, and it may arrive some reads before libpq's closing NULL */
+	PGresult *pending;
 
 	struct event *io;
 	int io_fd;
@@ -109,6 +112,8 @@ static void watch(struct poller *p, short what)
 
 static void drop_connection(struct poller *p)
 {
+	PQclear(p->pending);
+	p->pending = NULL;
 	unwatch(p);
 	if (p->dns_req) {
 		struct evdns_getaddrinfo_request *req = p->dns_req;
@@ -280,7 +285,6 @@ static void handle_final_result(struct poller *p, PGresult *res)
 /* Drain what arrived; act only once the whole query result is in. */
 static void read_results(struct poller *p)
 {
-	PGresult *last = NULL;
 	char msg[REASON_MAX];
 
 	if (!PQconsumeInput(p->conn)) {
@@ -292,13 +296,15 @@ static void read_results(struct poller *p)
 		PGresult *res = PQgetResult(p->conn);
 
 		if (!res) {
-			handle_final_result(p, last);
+			PGresult *final = p->pending;
+
+			p->pending = NULL;
+			handle_final_result(p, final);
 			return;
 		}
-		PQclear(last);
-		last = res;
+		PQclear(p->pending);
+		p->pending = res;
 	}
-	PQclear(last);
 	watch(p, EV_READ);
 }
 

@@ -44,7 +44,7 @@ enum {
  */
 #define PGD_LOCAL \
 	"WITH l AS (SELECT node_id, node_name, node_group_name, peer_state_name," \
-	"   peer_target_state_name, %s AS node_kind FROM bdr.local_node_summary)," \
+	"   peer_target_state_name, %s AS node_kind FROM bdr.local_node_summary LIMIT 1)," \
 	" slots AS (SELECT target_name, active, replay_lag_bytes, replay_lag" \
 	"   FROM bdr.node_slots WHERE NOT is_group_slot %s AND target_name IS NOT NULL)," \
 	" subs AS (SELECT sub_name, origin_name, sub_enabled, subscription_status" \

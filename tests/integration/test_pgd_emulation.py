@@ -294,8 +294,6 @@ def test_witness_is_no_write_candidate(pg, catalog_agent, catalog_healthy):
     wait_for(witness_down, 5, desc="witness not up as a write candidate")
 
 
-@pytest.mark.xfail(strict=True, reason="agent.c does not yet elect the catalog's write leader"
-                   " (facts.catalog_write_leader); see the PGD probe's report")
 def test_write_node_follows_pgd_routing(pg, catalog_agent, catalog_healthy):
     """PGD 5's bdr.node_group_routing_summary.write_lead names the write
     leader; the cluster view should follow it rather than elect its own."""
