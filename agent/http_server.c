@@ -91,12 +91,20 @@ static void respond(struct http_conn *c, const struct http_request *req, int min
 	}
 }
 
+/* Out of memory for a reply: stop serving this client, close when flushed. */
+static void give_up(struct http_conn *c)
+{
+	c->closing = true;
+	evtimer_del(c->deadline);
+	bufferevent_disable(c->bev, EV_READ);
+}
+
 static void respond_bad_request(struct http_conn *c, const char *why)
 {
 	struct http_reply reply = { .body = evbuffer_new() };
 
 	if (!reply.body) {
-		conn_free(c);
+		give_up(c);
 		return;
 	}
 	http_reply_bad_request(&reply, why);
@@ -112,7 +120,7 @@ static void serve_request(struct http_conn *c, const struct http_request *req)
 			  req->content_length <= MAX_SKIPPED_BODY;
 
 	if (!reply.body) {
-		conn_free(c);
+		give_up(c);
 		return;
 	}
 	c->server->stats.requests++;
@@ -201,12 +209,24 @@ static void on_written(struct bufferevent *bev, void *arg)
 	process_input(c);
 }
 
+/*
+ * A client may send its requests and then shut its write side
+ * (nc -N, pipelining scripts): what it sent is still answered, and the
+ * replies already queued still go out, before the connection closes.
+ */
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct http_conn *c = arg;
 
 	if (what & BEV_EVENT_TIMEOUT)
 		c->server->stats.timeouts++;
+	if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) &&
+	    !c->lingering) {
+		process_input(c);
+		give_up(c);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+			return;
+	}
 	conn_free(c);
 }
 
