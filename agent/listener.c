@@ -3,6 +3,7 @@
  * sees the connection, so no listener can forget it.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -22,7 +23,11 @@ struct listener {
 	void *cb_arg;
 	struct listener_stats stats;
 	struct log_limit accept_errors;
+	struct event *resume; /* re-enables accepting after a failure */
 };
+
+/* How long accepting pauses after accept() failed (out of fds, memory). */
+#define ACCEPT_PAUSE_MS 100
 
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
@@ -38,13 +43,29 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	l->cb(l->cb_arg, fd, sa, socklen);
 }
 
-/* Running out of fds must not spin the loop: pause, then resume. */
+/*
+ * Out of file descriptors, the listening socket stays readable and
+ * accept() keeps failing: without a pause the loop would spin on it
+ * and starve every client already connected. The kernel keeps the
+ * waiting connections in the backlog meanwhile.
+ */
 static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
+	struct timeval pause = { .tv_sec = 0, .tv_usec = ACCEPT_PAUSE_MS * 1000 };
 
 	log_limited(l->log, &l->accept_errors, LOG_LEVEL_WARNING, "%s listener: accept failed: %s",
 		    l->what, strerror(errno));
+	l->stats.accept_failures++;
+	evconnlistener_disable(evl);
+	evtimer_add(l->resume, &pause);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	evconnlistener_enable(l->evl);
 }
 
 static int resolve_listen_addr(const struct listen_addr *addr, struct sockaddr_storage *ss,
@@ -100,6 +121,12 @@ struct listener *listener_new(struct event_base *base, const struct listen_addr 
 		free(l);
 		return NULL;
 	}
+	l->resume = evtimer_new(base, on_resume, l);
+	if (!l->resume) {
+		snprintf(err, errlen, "out of memory");
+		listener_free(l);
+		return NULL;
+	}
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
 	return l;
 }
@@ -108,6 +135,8 @@ void listener_free(struct listener *l)
 {
 	if (!l)
 		return;
+	if (l->resume)
+		event_free(l->resume);
 	evconnlistener_free(l->evl);
 	free(l);
 }

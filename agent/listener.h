@@ -24,6 +24,7 @@ typedef void (*listener_accept_cb)(void *arg, evutil_socket_t fd,
 struct listener_stats {
 	uint64_t accepted;
 	uint64_t refused; /* by allow_from */
+	uint64_t accept_failures; /* accept() failed, e.g. out of file descriptors */
 };
 
 /* allow and log must outlive the listener. */
