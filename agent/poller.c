@@ -1,10 +1,12 @@
 /*
  * The node poller. A small state machine on libpq's async API:
  *
- *   IDLE -> RESOLVING -> CONNECTING -> DETECTING -> PROBING -> CONNECTED
- *                                                     ^            |
- *                                                     +------------+
+ *   IDLE -> RESOLVING -> CONNECTING -> DETECTING -> PREPARING -> PROBING -> CONNECTED
+ *                                                                  ^            |
+ *                                                                  +------------+
  *
+ * The flavor's probe is prepared once per connection: planning it
+ * costs PostgreSQL more than running it, and it runs every interval.
  * A round starts every interval and must end within timeout, whatever
  * phase it is in; a round that fails drops the connection, so the next
  * one starts clean. No call here can block: names are resolved with
@@ -30,6 +32,7 @@ enum poller_phase {
 	PHASE_RESOLVING,
 	PHASE_CONNECTING,
 	PHASE_DETECTING,  /* connected, learning version and flavor */
+	PHASE_PREPARING,  /* preparing the flavor's probe statement */
 	PHASE_PROBING,
 	PHASE_CONNECTED,  /* between rounds, watching for a dropped link */
 };
@@ -51,6 +54,7 @@ struct poller {
 	PGconn *conn;
 	struct conn_caps caps;
 	const struct probe_ops *probe; /* NULL until detected */
+	bool prepared;                 /* the probe statement exists on conn */
 	/* the latest result of the query in flight; the final one is what
 	 * counts, and it may arrive some reads before libpq's closing NULL */
 	PGresult *pending;
@@ -127,6 +131,7 @@ static void drop_connection(struct poller *p)
 		p->conn = NULL;
 	}
 	p->probe = NULL;
+	p->prepared = false;
 	p->phase = PHASE_IDLE;
 }
 
@@ -205,11 +210,14 @@ static const char *first_line(const char *msg, char *buf, size_t len)
 	return buf;
 }
 
-static void send_query(struct poller *p, const char *sql, enum poller_phase phase)
+#define PROBE_STATEMENT "pgbdr_probe"
+
+/* After PQsend*(): wait for the answer, or fail if the send did not go. */
+static void await_result(struct poller *p, int sent, enum poller_phase phase)
 {
 	char msg[REASON_MAX];
 
-	if (!PQsendQuery(p->conn, sql)) {
+	if (!sent) {
 		fail_round(p, PROBE_CONNECTION_LOST, "connection lost: %s",
 			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
 		return;
@@ -221,10 +229,17 @@ static void send_query(struct poller *p, const char *sql, enum poller_phase phas
 
 static void send_probe(struct poller *p)
 {
+	char buf[PROBE_QUERY_MAX];
+
 	if (!p->probe)
-		send_query(p, probe_detect_query(), PHASE_DETECTING);
+		await_result(p, PQsendQuery(p->conn, probe_detect_query()), PHASE_DETECTING);
+	else if (!p->prepared)
+		await_result(p, PQsendPrepare(p->conn, PROBE_STATEMENT,
+					      p->probe->query(&p->caps, buf, sizeof(buf)), 0, NULL),
+			     PHASE_PREPARING);
 	else
-		send_query(p, p->probe->query(&p->caps), PHASE_PROBING);
+		await_result(p, PQsendQueryPrepared(p->conn, PROBE_STATEMENT, 0, NULL, NULL, NULL, 0),
+			     PHASE_PROBING);
 }
 
 static void handle_detect_result(struct poller *p, const PGresult *res)
@@ -251,32 +266,41 @@ static void handle_probe_result(struct poller *p, const PGresult *res)
 	finish_round(p, &facts);
 }
 
+/*
+ * A failed statement drops the connection: the catalog may have
+ * changed under us (an upgrade, a dropped extension), and the next
+ * round detects and prepares everything again on a clean session.
+ */
 static void handle_query_error(struct poller *p, const PGresult *res)
 {
-	struct node_facts facts = { .outcome = PROBE_QUERY_FAILED };
 	char msg[REASON_MAX];
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *what = p->phase == PHASE_DETECTING ? "detect" :
+			   p->phase == PHASE_PREPARING ? "prepare probe" : "probe";
 
 	if (!primary)
 		primary = first_line(PQresultErrorMessage(res), msg, sizeof(msg));
-	snprintf(facts.error, sizeof(facts.error), "%s query failed: %s",
-		 p->phase == PHASE_DETECTING ? "detect" : "probe", primary);
-	log_debug(p->log, "node %s: %s", p->name, facts.error);
-	/* the catalog may have changed under us: detect again next round */
-	p->probe = NULL;
-	p->phase = PHASE_CONNECTED;
-	watch(p, EV_READ);
-	finish_round(p, &facts);
+	fail_round(p, PROBE_QUERY_FAILED, "%s query failed: %s", what, primary);
+}
+
+static void handle_prepared(struct poller *p)
+{
+	p->prepared = true;
+	send_probe(p);
 }
 
 static void handle_final_result(struct poller *p, PGresult *res)
 {
+	ExecStatusType want = p->phase == PHASE_PREPARING ? PGRES_COMMAND_OK : PGRES_TUPLES_OK;
+
 	if (!res)
 		fail_round(p, PROBE_QUERY_FAILED, "query returned no result");
-	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	else if (PQresultStatus(res) != want)
 		handle_query_error(p, res);
 	else if (p->phase == PHASE_DETECTING)
 		handle_detect_result(p, res);
+	else if (p->phase == PHASE_PREPARING)
+		handle_prepared(p);
 	else
 		handle_probe_result(p, res);
 	PQclear(res);
@@ -365,6 +389,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		continue_connect(p);
 		break;
 	case PHASE_DETECTING:
+	case PHASE_PREPARING:
 	case PHASE_PROBING:
 		read_results(p);
 		break;
@@ -507,6 +532,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		break;
 	case PHASE_CONNECTING:
 	case PHASE_DETECTING:
+	case PHASE_PREPARING:
 		fail_round(p, PROBE_CONNECT_TIMEOUT, "connect timeout after %lldms", ms);
 		break;
 	default:

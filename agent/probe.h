@@ -35,10 +35,16 @@ struct conn_caps {
 	enum flavor flavor;        /* detected, or forced by the config */
 };
 
+/* Room for the longest probe query any flavor builds. */
+#define PROBE_QUERY_MAX 8192
+
 struct probe_ops {
 	enum flavor flavor;
-	/* The query for this connection; static text picked by version. */
-	const char *(*query)(const struct conn_caps *caps);
+	/*
+	 * The query for this connection: fixed text picked by version, or
+	 * text built into buf (len bytes) when the combinations are many.
+	 */
+	const char *(*query)(const struct conn_caps *caps, char *buf, size_t len);
 	/* Fill facts from a PGRES_TUPLES_OK result of that query. */
 	void (*parse)(const PGresult *res, const struct conn_caps *caps,
 		      struct node_facts *facts);

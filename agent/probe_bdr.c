@@ -45,7 +45,7 @@ enum {
 #define LAG_WAL "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_location)"
 #define LAG_XLOG "pg_xlog_location_diff(pg_current_xlog_location(), replay_location)"
 
-static const char *bdr_query(const struct conn_caps *caps)
+static const char *bdr_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	bool wal_names = caps->server_version >= 100000;
 

@@ -70,7 +70,7 @@ enum {
 	" JOIN pg_replication_origin_status o ON o.external_id = 'pg_' || s.subid"
 #define APPLIED_UNKNOWN "SELECT NULL::oid AS subid, NULL::pg_lsn AS remote_lsn WHERE false"
 
-static const char *logical_query(const struct conn_caps *caps)
+static const char *logical_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	if (caps->can_read_origins)
 		return LOGICAL_SELECT(APPLIED_ORIGINS);

@@ -121,21 +121,18 @@ static const char *raft_source(const struct conn_caps *caps)
 
 /*
  * The text depends on six catalog facts, too many combinations for
- * fixed strings, so it is built into one buffer. The poller hands it
- * to libpq at once, before any other connection asks for its query.
+ * fixed strings, so it is built into the caller's buffer.
  */
-static const char *pgd_query(const struct conn_caps *caps)
+static const char *pgd_query(const struct conn_caps *caps, char *buf, size_t len)
 {
-	static char sql[8192];
-
-	snprintf(sql, sizeof(sql), PGD_LOCAL PGD_SELECT,
+	snprintf(buf, len, PGD_LOCAL PGD_SELECT,
 		 caps->pgd_has_node_kind ? KIND_PGD5 : KIND_NONE,
 		 caps->pgd_has_decoder_slot ? "AND NOT is_decoder_slot" : "",
 		 caps->pgd_has_monitor ? MONITOR_SQL : MONITOR_NONE,
 		 raft_source(caps),
 		 caps->pgd_has_routing ? ROUTING_PGD5 : "NULL::text",
 		 caps->pgd_has_node_kind ? PEER_IS_DATA_PGD5 : "true");
-	return sql;
+	return buf;
 }
 
 /* Only the first problem is reported: it is the one to fix first. */

@@ -55,7 +55,7 @@ enum {
 	"   chr(30) ORDER BY n.node_name) FROM pglogical.node n" \
 	"   WHERE n.node_id NOT IN (SELECT node_id FROM pglogical.local_node))"
 
-static const char *pglogical_query(const struct conn_caps *caps)
+static const char *pglogical_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	if (caps->server_version >= 100000)
 		return PGLOGICAL_SELECT("pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)");

@@ -32,7 +32,7 @@ enum {
 	"   ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END END," \
 	" current_setting('default_transaction_read_only') = 'on'"
 
-static const char *physical_query(const struct conn_caps *caps)
+static const char *physical_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	if (caps->server_version >= 100000)
 		return PHYSICAL_SELECT("pg_wal_lsn_diff", "pg_last_wal_receive_lsn",

@@ -3,7 +3,7 @@
  */
 #include "probe.h"
 
-static const char *plain_query(const struct conn_caps *caps)
+static const char *plain_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	return "SELECT pg_is_in_recovery(),"
 	       " current_setting('default_transaction_read_only') = 'on'";

@@ -32,7 +32,7 @@ enum {
  * lag time from its last commit, so with no byte outstanding the lag
  * is 0 seconds. provider_dsn is never selected: it may hold a password.
  */
-static const char *spock_query(const struct conn_caps *caps)
+static const char *spock_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	(void)caps;
 	return "WITH subs AS (SELECT subscription_name, status, provider_node"
