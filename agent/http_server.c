@@ -35,6 +35,7 @@ struct http_conn {
 	struct event *deadline; /* the next request head must arrive by then */
 	bool closing;           /* last reply queued: close once it is written */
 	bool lingering;         /* reply written, write side shut, draining input */
+	bool finished;          /* answered and done on the fast path: free it */
 };
 
 struct http_server {
@@ -75,20 +76,34 @@ static void arm_deadline(struct http_conn *c)
 	evtimer_add(c->deadline, &tv);
 }
 
-static void respond(struct http_conn *c, const struct http_request *req, int minor_version,
-		    struct http_reply *reply, bool keep_alive)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	bool head_only = req && strcmp(req->method, "HEAD") == 0;
+static void linger(struct http_conn *c);
 
-	if (reply->code >= 200 && reply->code < 600)
-		c->server->stats.responses[reply->code / 100]++;
-	http_format_reply(minor_version, reply, head_only, keep_alive, out);
-	if (!keep_alive) {
-		c->closing = true;
-		evtimer_del(c->deadline);
-		bufferevent_disable(c->bev, EV_READ);
-	}
+/*
+ * The last reply of a connection (HAProxy's checks: one request, then
+ * close). Written at once, not through the bufferevent (which would
+ * enable EV_WRITE, wait for epoll, write, then disable it); and when
+ * the client has sent nothing more, closed at once: with no unread
+ * input, close() sends a FIN, not a reset, so there is nothing to
+ * linger for. Returns false when the slow path must take over.
+ */
+static bool finish_fast(struct http_conn *c, struct evbuffer *reply_bytes)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	char peek;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		return false; /* earlier replies still queued: keep the order */
+	while (evbuffer_get_length(reply_bytes) > 0)
+		if (evbuffer_write(reply_bytes, fd) <= 0)
+			return false;
+	c->closing = true;
+	evtimer_del(c->deadline);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+	    recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+		linger(c); /* unread input: a close now would reset */
+	else
+		c->finished = true;
+	return true;
 }
 
 /* Out of memory for a reply: stop serving this client, close when flushed. */
@@ -97,6 +112,40 @@ static void give_up(struct http_conn *c)
 	c->closing = true;
 	evtimer_del(c->deadline);
 	bufferevent_disable(c->bev, EV_READ);
+}
+
+/* The connection's last reply: the fast path if it can, else queued. */
+static void respond_and_close(struct http_conn *c, int minor_version,
+			      const struct http_reply *reply, bool head_only)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *bytes = evbuffer_new();
+
+	if (!bytes) {
+		http_format_reply(minor_version, reply, head_only, false, out);
+	} else {
+		http_format_reply(minor_version, reply, head_only, false, bytes);
+		if (!finish_fast(c, bytes))
+			evbuffer_add_buffer(out, bytes); /* what was not written */
+		evbuffer_free(bytes);
+		if (c->closing)
+			return;
+	}
+	give_up(c);
+}
+
+static void respond(struct http_conn *c, const struct http_request *req, int minor_version,
+		    struct http_reply *reply, bool keep_alive)
+{
+	bool head_only = req && strcmp(req->method, "HEAD") == 0;
+
+	if (reply->code >= 200 && reply->code < 600)
+		c->server->stats.responses[reply->code / 100]++;
+	if (keep_alive)
+		http_format_reply(minor_version, reply, head_only, true,
+				  bufferevent_get_output(c->bev));
+	else
+		respond_and_close(c, minor_version, reply, head_only);
 }
 
 static void respond_bad_request(struct http_conn *c, const char *why)
@@ -178,6 +227,8 @@ static void on_readable(struct bufferevent *bev, void *arg)
 		return;
 	}
 	process_input(c);
+	if (c->finished)
+		conn_free(c);
 }
 
 /*
@@ -207,6 +258,8 @@ static void on_written(struct bufferevent *bev, void *arg)
 	/* the client caught up: go on with what it already sent */
 	bufferevent_enable(bev, EV_READ);
 	process_input(c);
+	if (c->finished)
+		conn_free(c);
 }
 
 /*
