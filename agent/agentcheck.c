@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <strings.h>
 
 #include "agentcheck.h"
@@ -22,14 +23,14 @@
 struct agentcheck_server {
 	struct agent *agent;
 	struct listener *listener;
-	struct agentcheck_conn *conns; /* open connections, freed at shutdown */
+	LIST_HEAD(, agentcheck_conn) conns; /* open connections, freed at shutdown */
 	int open_connections;
 	struct agentcheck_stats stats;
 };
 
 struct agentcheck_conn {
 	struct agentcheck_server *server;
-	struct agentcheck_conn *prev, *next;
+	LIST_ENTRY(agentcheck_conn) link;
 	struct bufferevent *bev;
 	struct event *wait_timer; /* for a client that never sends its line */
 	bool replied;
@@ -116,12 +117,7 @@ void agentcheck_format_reply(const struct agent *a, const char *request,
 
 static void conn_free(struct agentcheck_conn *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->server->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	c->server->open_connections--;
 	if (c->wait_timer)
 		event_free(c->wait_timer);
@@ -228,10 +224,7 @@ static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int so
 		return;
 	}
 	s->open_connections++;
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
+	LIST_INSERT_HEAD(&s->conns, c, link);
 	bufferevent_set_timeouts(c->bev, &io_timeout, &io_timeout);
 	if (a->n_nodes == 1) {
 		reply(c, "");
@@ -271,8 +264,8 @@ void agentcheck_server_free(struct agentcheck_server *s)
 {
 	if (!s)
 		return;
-	while (s->conns)
-		conn_free(s->conns);
+	while (!LIST_EMPTY(&s->conns))
+		conn_free(LIST_FIRST(&s->conns));
 	listener_free(s->listener);
 	free(s);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "http.h"
@@ -30,7 +31,7 @@
 
 struct http_conn {
 	struct http_server *server;
-	struct http_conn *prev, *next;
+	LIST_ENTRY(http_conn) link;
 	struct bufferevent *bev;
 	struct event *deadline; /* the next request head must arrive by then */
 	bool closing;           /* last reply queued: close once it is written */
@@ -41,7 +42,7 @@ struct http_conn {
 struct http_server {
 	struct agent *agent;
 	struct listener *listener;
-	struct http_conn *conns;
+	LIST_HEAD(, http_conn) conns;
 	int open_connections;
 	struct http_stats stats;
 };
@@ -57,12 +58,7 @@ static void conn_free(struct http_conn *c)
 {
 	struct http_server *s = c->server;
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	s->open_connections--;
 	event_free(c->deadline);
 	bufferevent_free(c->bev);
@@ -318,10 +314,7 @@ int http_server_adopt(struct http_server *s, int fd)
 		free(c);
 		return -1;
 	}
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
+	LIST_INSERT_HEAD(&s->conns, c, link);
 	s->open_connections++;
 
 	/* a client that stops reading its replies is dropped after this */
@@ -360,8 +353,8 @@ void http_server_free(struct http_server *s)
 {
 	if (!s)
 		return;
-	while (s->conns)
-		conn_free(s->conns);
+	while (!LIST_EMPTY(&s->conns))
+		conn_free(LIST_FIRST(&s->conns));
 	listener_free(s->listener);
 	free(s);
 }

@@ -270,3 +270,15 @@ void probe_take_peers(const PGresult *res, int col, struct node_facts *facts)
 			facts->n_peers++;
 	}
 }
+
+void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
+				       const char *what, struct node_facts *facts)
+{
+	if (pq_is_null(res, col_list))
+		return;
+	if (pq_int64(res, col_applying) > 0)
+		facts_add_impairment(facts, "%s %s", what, pq_text(res, col_list));
+	else if (facts->healthy)
+		facts_set_problem(facts, "no subscription replicating: %s %s", what,
+				  pq_text(res, col_list));
+}

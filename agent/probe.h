@@ -81,6 +81,17 @@ void probe_take_lag_seconds(const PGresult *res, int col, struct node_facts *fac
  */
 void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
 
+/*
+ * The rule every flavor shares for subscriptions that are not applying
+ * although enabled (a provider out of reach): while another one still
+ * replicates, the node is impaired; when none does, it cannot tell a
+ * dead peer from its own isolation, so it is down. what names them
+ * ("subscription", "subscription worker not running"); a NULL list
+ * column means none. An earlier problem is kept: it came first.
+ */
+void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
+				       const char *what, struct node_facts *facts);
+
 /* printf into a REASON_MAX buffer, truncating safely. */
 void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -90,14 +90,8 @@ static void judge_subscriptions(const PGresult *res, struct node_facts *facts)
 				  pq_text(res, COL_SUBS_DISABLED));
 		return;
 	}
-	if (pq_is_null(res, COL_SUBS_NO_WORKER))
-		return;
-	if (pq_int64(res, COL_SUBS_RUNNING) > 0)
-		facts_add_impairment(facts, "subscription worker not running: %s",
-				     pq_text(res, COL_SUBS_NO_WORKER));
-	else
-		facts_set_problem(facts, "subscription worker not running: %s",
-				  pq_text(res, COL_SUBS_NO_WORKER));
+	probe_judge_stalled_subscriptions(res, COL_SUBS_NO_WORKER, COL_SUBS_RUNNING,
+					  "subscription worker not running:", facts);
 }
 
 static void logical_parse(const PGresult *res, const struct conn_caps *caps,

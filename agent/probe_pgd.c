@@ -222,12 +222,8 @@ static void judge_subscriptions(const PGresult *res, struct node_facts *facts)
 {
 	if (!pq_is_null(res, COL_SUBS_DISABLED))
 		first_problem(facts, "subscription disabled: %s", pq_text(res, COL_SUBS_DISABLED));
-	if (pq_is_null(res, COL_SUBS_DOWN))
-		return;
-	if (pq_int64(res, COL_SUBS_REPLICATING) > 0)
-		facts_add_impairment(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
-	else
-		first_problem(facts, "no subscription replicating: %s", pq_text(res, COL_SUBS_DOWN));
+	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
+					  "subscription", facts);
 }
 
 /*

@@ -62,16 +62,6 @@ static const char *pglogical_query(const struct conn_caps *caps, char *buf, size
 	return PGLOGICAL_SELECT("pg_xlog_location_diff(pg_current_xlog_location(), confirmed_flush_lsn)");
 }
 
-static void judge_down_subscriptions(const PGresult *res, struct node_facts *facts)
-{
-	if (pq_is_null(res, COL_SUBS_DOWN) || !facts->healthy)
-		return;
-	if (pq_int64(res, COL_SUBS_REPLICATING) > 0)
-		facts_add_impairment(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
-	else
-		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
-}
-
 static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 			    struct node_facts *facts)
 {
@@ -89,7 +79,8 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 		facts_set_problem(facts, "no pglogical local node in this database");
 	else if (!pq_is_null(res, COL_SUBS_FAILED))
 		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_FAILED));
-	judge_down_subscriptions(res, facts);
+	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
+					  "subscription", facts);
 	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
 		facts->peers_down = 1;
 		facts_add_impairment(facts, "peer slot not streaming: %s",

@@ -69,12 +69,8 @@ static void judge_subscriptions(const PGresult *res, struct node_facts *facts)
 		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_FAILED));
 		return;
 	}
-	if (pq_is_null(res, COL_SUBS_DOWN))
-		return;
-	if (pq_int64(res, COL_SUBS_REPLICATING) > 0)
-		facts_add_impairment(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
-	else
-		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_DOWN));
+	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
+					  "subscription", facts);
 }
 
 static void spock_parse(const PGresult *res, const struct conn_caps *caps,

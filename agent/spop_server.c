@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "listener.h"
@@ -53,7 +54,7 @@ enum conn_state {
 
 struct spop_conn {
 	struct spop_server *server;
-	struct spop_conn *prev, *next;
+	LIST_ENTRY(spop_conn) link;
 	struct bufferevent *bev;
 	/*
 	 * One timer serves each state in turn: no complete frame within
@@ -75,7 +76,7 @@ struct spop_conn {
 struct spop_server {
 	struct agent *agent;
 	struct listener *listener;
-	struct spop_conn *conns;  /* every open connection, to free at exit */
+	LIST_HEAD(, spop_conn) conns;  /* every open connection, to free at exit */
 	/* One outgoing frame at a time: the loop is single-threaded. */
 	uint8_t *scratch;
 	size_t scratch_cap;
@@ -105,12 +106,7 @@ static void conn_free(struct spop_conn *c)
 {
 	struct spop_server *s = c->server;
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	s->stats.open--;
 	bufferevent_free(c->bev);
 	event_free(c->timer);
@@ -613,10 +609,7 @@ static void format_peer(const struct sockaddr *sa, int socklen, char *out, size_
 
 static void link_conn(struct spop_server *s, struct spop_conn *c)
 {
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
+	LIST_INSERT_HEAD(&s->conns, c, link);
 	s->stats.open++;
 }
 
@@ -718,8 +711,8 @@ void spop_server_free(struct spop_server *s)
 	if (!s)
 		return;
 	listener_free(s->listener);
-	while (s->conns)
-		conn_free(s->conns);
+	while (!LIST_EMPTY(&s->conns))
+		conn_free(LIST_FIRST(&s->conns));
 	free(s->scratch);
 	free(s);
 }

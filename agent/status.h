@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define NODE_NAME_MAX 64
-#define REASON_MAX 160
+#define REASON_MAX 256
 
 enum flavor {
 	FLAVOR_AUTO = 0, /* config only: detect from pg_extension */

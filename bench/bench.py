@@ -985,6 +985,10 @@ class Bench:
         m = re.search(r"^## SPOE filter ratio\n.*?(?=^## |\Z)", old, re.S | re.M)
         spoe_section = m.group(0).rstrip() + "\n" if m else "## SPOE filter ratio\n\n(not measured)\n"
         out.append(spoe_section)
+        # the fuzzing figures come from tests/fuzz/run.sh, kept as written
+        fz = re.search(r"^## Fuzzing\n.*?(?=^## |\Z)", self.old_results, re.S | re.M)
+        if fz:
+            out.append(fz.group(0).rstrip() + "\n")
         before = self.old_results
         hist = re.search(r"^## History\n(.*)\Z", before, re.S | re.M)
         history = hist.group(1).strip() if hist else ""
