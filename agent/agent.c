@@ -102,14 +102,12 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 {
 	int n = 0;
 
+	/* node->status is published (maintenance applied) before any election */
 	for (int i = 0; i < a->n_nodes && n < max; i++) {
 		struct node *node = &a->nodes[i];
-		struct node_status drained = node->judged;
 
-		drained.maintenance = a->maintenance;
-		status_apply_maintenance(&drained);
 		node->eligible_since_ms = track_since(node->eligible_since_ms,
-						      status_write_eligible(&drained), now);
+						      status_write_eligible(&node->status), now);
 		c[n++] = (struct leader_candidate){
 			.name = node->judged.name,
 			.priority = agent_catalog_view(a) ? 0 : node->cfg->priority,
