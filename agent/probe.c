@@ -282,3 +282,12 @@ void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int co
 		facts_set_problem(facts, "no subscription replicating: %s %s", what,
 				  pq_text(res, col_list));
 }
+
+void probe_take_idle_slots(const PGresult *res, int col_list, const char *what,
+			   struct node_facts *facts)
+{
+	if (pq_is_null(res, col_list))
+		return;
+	facts->peers_down = 1;
+	facts_add_impairment(facts, "%s %s", what, pq_text(res, col_list));
+}

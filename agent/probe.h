@@ -92,6 +92,14 @@ void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
 void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
 				       const char *what, struct node_facts *facts);
 
+/*
+ * Replication slots on this node that nobody streams from (a peer or
+ * subscriber gone): the node serves on, impaired. what names them
+ * ("peer slot not streaming:"); a NULL list column means none.
+ */
+void probe_take_idle_slots(const PGresult *res, int col_list, const char *what,
+			   struct node_facts *facts);
+
 /* printf into a REASON_MAX buffer, truncating safely. */
 void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

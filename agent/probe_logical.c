@@ -113,11 +113,7 @@ static void logical_parse(const PGresult *res, const struct conn_caps *caps,
 	if (syncing > 0)
 		facts_add_impairment(facts, "initial sync of %lld table%s", syncing,
 				     syncing == 1 ? "" : "s");
-	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
-		facts->peers_down = 1;
-		facts_add_impairment(facts, "slot not streaming: %s",
-				     pq_text(res, COL_SLOTS_IDLE));
-	}
+	probe_take_idle_slots(res, COL_SLOTS_IDLE, "slot not streaming:", facts);
 }
 
 const struct probe_ops probe_logical_ops = {

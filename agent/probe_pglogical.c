@@ -81,11 +81,7 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_FAILED));
 	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
 					  "subscription", facts);
-	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
-		facts->peers_down = 1;
-		facts_add_impairment(facts, "peer slot not streaming: %s",
-				     pq_text(res, COL_SLOTS_IDLE));
-	}
+	probe_take_idle_slots(res, COL_SLOTS_IDLE, "peer slot not streaming:", facts);
 }
 
 const struct probe_ops probe_pglogical_ops = {

@@ -92,11 +92,7 @@ static void spock_parse(const PGresult *res, const struct conn_caps *caps,
 		facts_set_problem(facts, "no spock local node in this database");
 	else
 		judge_subscriptions(res, facts);
-	if (!pq_is_null(res, COL_SLOTS_IDLE)) {
-		facts->peers_down = 1;
-		facts_add_impairment(facts, "peer slot not streaming: %s",
-				     pq_text(res, COL_SLOTS_IDLE));
-	}
+	probe_take_idle_slots(res, COL_SLOTS_IDLE, "peer slot not streaming:", facts);
 }
 
 const struct probe_ops probe_spock_ops = {
