@@ -1,14 +1,24 @@
 /*
  * Log output. One line per event, with a UTC timestamp and the level,
  * so that journald, syslog relays and humans can all read it.
+ *
+ * Under systemd, stderr is a stream to journald, which stores every
+ * line at the unit's default priority unless the line starts with an
+ * sd-daemon(3) "<N>" prefix. So when JOURNAL_STREAM names the very
+ * stream stderr is (systemd.exec(5)), each line gets that prefix and
+ * loses the timestamp journald records anyway.
  */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -28,11 +38,27 @@ static const int syslog_priorities[] = {
 	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
 };
 
+/* Whether JOURNAL_STREAM ("DEVICE:INODE") is the stream on stderr. */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	int used = 0;
+
+	if (!env || sscanf(env, "%ju:%ju%n", &dev, &ino, &used) != 2 || env[used] != '\0')
+		return false;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
+
 void log_init(struct logger *lg, enum log_level level, enum log_destination destination)
 {
 	lg->level = level;
 	lg->destination = destination;
 	lg->silent = false;
+	lg->journal = stderr_is_journal();
 	if (destination == LOG_TO_SYSLOG)
 		openlog("pgbdr-agent", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -49,6 +75,10 @@ static void emit(const struct logger *lg, enum log_level level, char *line)
 			*p = ' ';
 	if (lg && lg->destination == LOG_TO_SYSLOG) {
 		syslog(syslog_priorities[level], "%s", line);
+		return;
+	}
+	if (lg && lg->journal) {
+		fprintf(stderr, "<%d>%s %s\n", syslog_priorities[level], level_names[level], line);
 		return;
 	}
 	gettimeofday(&tv, NULL);

@@ -15,6 +15,7 @@ struct logger {
 	enum log_level level;
 	enum log_destination destination;
 	bool silent; /* --inetd: stderr is the client's socket */
+	bool journal; /* stderr is journald's stream: "<N>" priority prefixes */
 };
 
 void log_init(struct logger *lg, enum log_level level, enum log_destination destination);

@@ -6,6 +6,11 @@
 #
 #   bash packaging/ci-package-check.sh [--keep]    (--keep: leave it installed)
 #
+# It never replaces or removes a pgbdr-agent package it did not install:
+# when one is already installed (in any state but "not installed"), it
+# checks the contents of the .deb it built, unpacked in a temporary
+# directory, and leaves the installed package as it found it.
+#
 # The source tree itself is not touched: the build runs in a temporary
 # copy (tracked and new files, not build directories), so no obj-*
 # directory or debian/ output is left behind.
@@ -112,19 +117,33 @@ else
 	fail "lintian: errors"
 fi
 
-# --- install -----------------------------------------------------------
-echo "=== install"
-if dpkg -s pgbdr-agent >/dev/null 2>&1; then
-	dpkg -P pgbdr-agent >/dev/null 2>&1
-fi
-if apt-get install -y -q --no-install-recommends "$deb" >"$work/install.log" 2>&1; then
-	pass "apt-get install ./$(basename "$deb")"
-else
-	tail -n 30 "$work/install.log"
-	fail "install the package"
+# --- an installed package is not ours to touch -------------------------
+status=$(dpkg-query -W -f='${db:Status-Abbrev}' pgbdr-agent 2>/dev/null)
+if [ -n "$status" ] && [ "${status:1:1}" != "n" ]; then
+	echo "=== pgbdr-agent is already installed ($status $(dpkg-query -W -f='${Version}' pgbdr-agent)):"
+	echo "    checking the .deb unpacked; the installed package stays as it is"
+	unpacked="$work/unpacked"
+	dpkg-deb -x "$deb" "$unpacked"
+	check "unpacked: pgbdr-agent --version prints 'pgbdr-agent $upstream'" \
+		sh -c "test \"\$('$unpacked/usr/sbin/pgbdr-agent' --version 2>&1)\" = 'pgbdr-agent $upstream'"
+	for f in usr/sbin/pgbdr-agent lib/systemd/system/pgbdr-agent.service \
+		etc/pgbdr-agent/pgbdr-agent.ini usr/lib/sysusers.d/pgbdr-agent.conf \
+		usr/lib/tmpfiles.d/pgbdr-agent.conf \
+		usr/share/man/man8/pgbdr-agent.8.gz usr/share/man/man5/pgbdr-agent.ini.5.gz \
+		usr/share/pgbdr-agent/grants/plain.sql usr/share/doc/pgbdr-agent/copyright; do
+		check "in the .deb: /$f" test -s "$unpacked/$f"
+	done
+	check "the .deb's unit runs /usr/sbin/pgbdr-agent as pgbdr-agent" \
+		sh -c "grep -qx 'ExecStart=/usr/sbin/pgbdr-agent -c /etc/pgbdr-agent/pgbdr-agent.ini' \
+		       '$unpacked/lib/systemd/system/pgbdr-agent.service' &&
+		       grep -qx 'User=pgbdr-agent' '$unpacked/lib/systemd/system/pgbdr-agent.service'"
+	after=$(dpkg-query -W -f='${db:Status-Abbrev}' pgbdr-agent 2>/dev/null)
+	check "the installed pgbdr-agent is untouched ($after)" test "$after" = "$status"
 	finish
 fi
 
+# --- install -----------------------------------------------------------
+echo "=== install"
 unit=/lib/systemd/system/pgbdr-agent.service
 conf=/etc/pgbdr-agent/pgbdr-agent.ini
 out=$(/usr/sbin/pgbdr-agent --version 2>&1)
