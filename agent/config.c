@@ -4,14 +4,19 @@
  * Anything unknown is an error, and every error names the file, the
  * line and the key, but never a password.
  *
- * libinih does the key = value parsing. Two of its limits shape this
- * file: the handler is not told the line number, and a section header
- * that no key follows never reaches the handler at all (the Debian
- * build lacks INI_CALL_HANDLER_ON_NEW_SECTION, and cuts section names
- * at 49 characters). So our reader counts lines and recognises section
- * headers itself, on the raw line, and the handler only sees keys.
+ * ini_reader.c splits the files into items; this file gives them
+ * meaning. It reads on after an error, so that --check-config can list
+ * every error at once, and follows "%include FILE" and
+ * "include_dir = DIR" (files in name order), with errors naming the
+ * included file and its line. An included file starts outside any
+ * section; after it, the including file's section goes on.
+ *
+ * Adding a section: a SECTION_ kind, a case in open_section() and one
+ * in on_key(); its keys can go in the settings table.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,11 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <ini.h>
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "ini_reader.h"
 
 #define DEFAULT_PRIORITY 100
 #define MAX_PRIORITY 1000000
@@ -34,8 +41,13 @@
 #define MS_PER_H (3600 * MS_PER_S)
 #define MS_PER_D (24 * MS_PER_H)
 
+#define MAX_INCLUDE_DEPTH 8    /* %include inside %include... */
+#define MAX_FILES 256          /* files read in all, includes counted */
+#define MAX_ERRORS 100         /* reported; the rest are counted */
+
 enum section_kind {
 	SECTION_NONE = 0,
+	SECTION_SKIP,       /* a header that was in error: its keys are ignored */
 	SECTION_POSTGRESQL,
 	SECTION_AGENT,
 	SECTION_POLICY,
@@ -124,12 +136,26 @@ struct node_build {
 	int name_line;
 };
 
+/* A file read, for messages about it after it is closed. */
+struct file_seen {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	bool open;             /* on the include stack now */
+	bool has_secret;       /* holds a password or sslpassword */
+};
+
 struct parser {
-	const char *path;
-	FILE *file;
-	int line;              /* of the line last handed to inih */
+	const char *path;      /* the file being read */
+	int line;              /* of the item being handled */
+	int file_index;        /* into files */
 	bool failed;
+	int n_errors;
 	struct config_error *err;
+	struct config_report *report; /* NULL: first error only */
+	struct file_seen files[MAX_FILES];
+	int n_files;
+	int depth;
 	struct agent_config *cfg;
 	PQconninfoOption *libpq_options; /* the libpq keyword list */
 
@@ -142,31 +168,101 @@ struct parser {
 	int n_nodes;
 	int current;           /* index into nodes, -1 = classic */
 	int setting_line[N_SETTINGS];
+	const char *setting_file[N_SETTINGS];
+	const char *classic_name_file;
 };
 
-__attribute__((format(printf, 4, 0)))
-static int vfail_at(struct parser *p, int line, const char *key,
+static void report_add(struct config_report *r, const char *text)
+{
+	char **lines;
+	char *copy;
+
+	if (!r || r->n_lines >= MAX_ERRORS + 2)
+		return;
+	copy = strdup(text);
+	lines = realloc(r->lines, (size_t)(r->n_lines + 1) * sizeof(*lines));
+	if (!copy || !lines) {
+		free(copy);
+		if (lines)
+			r->lines = lines;
+		return;
+	}
+	r->lines = lines;
+	r->lines[r->n_lines++] = copy;
+}
+
+/*
+ * Records an error in file:line (the first one also in p->err, every
+ * one in the report) and goes on; returns 0, the "not applied" value.
+ */
+__attribute__((format(printf, 5, 0)))
+static int vfail_in(struct parser *p, const char *file, int line, const char *key,
 		    const char *fmt, va_list ap)
 {
-	if (p->failed)
+	struct config_error e;
+	char text[sizeof(e.file) + sizeof(e.key) + sizeof(e.message) + 32];
+
+	p->n_errors++;
+	if (p->report)
+		p->report->n_errors++;
+	if (p->n_errors > MAX_ERRORS + 1)
 		return 0;
+	memset(&e, 0, sizeof(e));
+	if (p->n_errors == MAX_ERRORS + 1) {
+		snprintf(e.message, sizeof(e.message), "too many errors; stopped listing them");
+	} else {
+		snprintf(e.file, sizeof(e.file), "%s", file ? file : "");
+		e.line = line;
+		snprintf(e.key, sizeof(e.key), "%s", key ? key : "");
+		vsnprintf(e.message, sizeof(e.message), fmt, ap);
+	}
+	if (!p->failed)
+		*p->err = e;
 	p->failed = true;
-	p->err->line = line;
-	snprintf(p->err->key, sizeof(p->err->key), "%s", key ? key : "");
-	vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
+	config_error_format(&e, text, sizeof(text));
+	report_add(p->report, text);
 	return 0;
 }
 
-/* Records the first error only; returns 0, inih's "stop" value. */
+__attribute__((format(printf, 5, 6)))
+static int fail_in(struct parser *p, const char *file, int line, const char *key,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail_in(p, file, line, key, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* An error at a line of the file being read. */
 __attribute__((format(printf, 4, 5)))
 static int fail_at(struct parser *p, int line, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfail_at(p, line, key, fmt, ap);
+	vfail_in(p, p->path, line, key, fmt, ap);
 	va_end(ap);
 	return 0;
+}
+
+/* A warning: listed in the report, never a failure. */
+__attribute__((format(printf, 3, 4)))
+static void warn_in(struct parser *p, const char *file, const char *fmt, ...)
+{
+	char msg[512], text[1024];
+	va_list ap;
+
+	if (!p->report)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(text, sizeof(text), "%s: warning: %s", file, msg);
+	report_add(p->report, text);
+	p->report->n_warnings++;
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -175,7 +271,7 @@ static int fail(struct parser *p, const char *key, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfail_at(p, p->line, key, fmt, ap);
+	vfail_in(p, p->path, p->line, key, fmt, ap);
 	va_end(ap);
 	return 0;
 }
@@ -339,7 +435,7 @@ static int open_single_section(struct parser *p, const char *name,
 	return 1;
 }
 
-static int open_section(struct parser *p, const char *name)
+static int open_known_section(struct parser *p, const char *name)
 {
 	if (strcasecmp(name, "agent") == 0)
 		return open_single_section(p, "agent", SECTION_AGENT, &p->agent_line);
@@ -358,80 +454,11 @@ static int open_section(struct parser *p, const char *name)
 		    "[policy] or [node.NAME])", name);
 }
 
-/*
- * A "[...]" line, split the way inih splits it: the name ends at the
- * first ']', unless an inline comment (" ;") comes first, in which case
- * inih itself reports a syntax error on this line and we leave it be.
- */
-static int section_header(struct parser *p, const char *line)
+/* A section in error is skipped whole: its keys would only add noise. */
+static void open_section(struct parser *p, const char *name)
 {
-	const char *start = line + 1;
-	const char *end = start;
-	const char *rest;
-	char name[128];
-	size_t n;
-
-	while (*end && *end != ']' &&
-	       !(*end == ';' && end > start && isspace((unsigned char)end[-1])))
-		end++;
-	if (*end != ']')
-		return 1;
-	for (rest = end + 1; isspace((unsigned char)*rest); rest++)
-		;
-	if (*rest && *rest != ';' && *rest != '#')
-		return fail(p, "", "unexpected text after the section header");
-
-	while (start < end && isspace((unsigned char)*start))
-		start++;
-	while (end > start && isspace((unsigned char)end[-1]))
-		end--;
-	n = (size_t)(end - start);
-	if (n >= sizeof(name))
-		n = sizeof(name) - 1; /* still too long for any valid section */
-	memcpy(name, start, n);
-	name[n] = '\0';
-	return open_section(p, name);
-}
-
-/*
- * inih's reader: fgets plus the line count, a check that the line fit
- * (inih would silently split a longer one into two), and section
- * headers. Leading whitespace is dropped, so that an indented file
- * (as the classic README shows it) reads the same and no line is
- * mistaken for a continuation of the previous value.
- */
-static char *read_line(char *buf, int size, void *user)
-{
-	struct parser *p = user;
-	size_t n, skip;
-
-	if (p->failed || !fgets(buf, size, p->file)) {
-		if (!p->failed && ferror(p->file))
-			fail_at(p, p->line + 1, "", "read error: %s", strerror(errno));
-		return NULL;
-	}
-	p->line++;
-	n = strlen(buf);
-	if (n == (size_t)size - 1 && buf[n - 1] != '\n') {
-		int c = getc(p->file);
-
-		if (c == '\r')
-			c = getc(p->file);
-		if (c != '\n' && c != EOF) {
-			fail(p, "", "line longer than %d characters (split a long dsn "
-			     "into separate keys)", size - 1);
-			return NULL;
-		}
-	}
-	skip = 0;
-	if (p->line == 1 && strncmp(buf, "\xEF\xBB\xBF", 3) == 0)
-		skip = 3;
-	while (isspace((unsigned char)buf[skip]) && buf[skip] != '\n')
-		skip++;
-	memmove(buf, buf + skip, strlen(buf + skip) + 1);
-	if (buf[0] == '[' && !section_header(p, buf))
-		return NULL;
-	return buf;
+	if (!open_known_section(p, name))
+		p->section = SECTION_SKIP;
 }
 
 static int set_string(struct parser *p, const char *key, const char *value, char **dst)
@@ -614,6 +641,7 @@ static int agent_or_policy_key(struct parser *p, const char *key,
 			return fail(p, key, "given twice in [%s] (first at line %d)",
 				    section, p->setting_line[i]);
 		p->setting_line[i] = p->line;
+		p->setting_file[i] = p->path;
 		if (*value == '\0' && !empty_allowed(s->type))
 			return fail(p, key, "empty value (remove the line to get the default)");
 		return store_setting(p, s, key, value);
@@ -660,6 +688,87 @@ static void redact_quoted(const char *src, char *dst, size_t len)
 	dst[out] = '\0';
 }
 
+static bool valid_port_list(const char *value);
+
+static bool is_secret_keyword(const char *keyword)
+{
+	return strcmp(keyword, "password") == 0 || strcmp(keyword, "sslpassword") == 0;
+}
+
+/* A host name (RFC 1123 letters, digits, '-', '.', and '_'), up to 253 characters. */
+static bool valid_host_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!isalnum(c) && c != '-' && c != '.' && c != '_')
+			return false;
+	}
+	return true;
+}
+
+static bool valid_ip(const char *s, size_t n)
+{
+	char buf[64];
+	unsigned char addr[16];
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/*
+ * host: comma-separated entries, each empty (the default), a socket
+ * directory ("/..." or "@..."), an IP address or a host name.
+ */
+static bool valid_host_list(const char *value)
+{
+	const char *s = value;
+
+	for (;;) {
+		size_t n = strcspn(s, ",");
+
+		if (n > 0 && s[0] != '/' && s[0] != '@' && !valid_ip(s, n) &&
+		    !valid_host_name(s, n))
+			return false;
+		if (s[n] == '\0')
+			return true;
+		s += n + 1;
+	}
+}
+
+static bool valid_hostaddr_list(const char *value)
+{
+	const char *s = value;
+
+	for (;;) {
+		size_t n = strcspn(s, ",");
+
+		if (n > 0 && !valid_ip(s, n))
+			return false;
+		if (s[n] == '\0')
+			return true;
+		s += n + 1;
+	}
+}
+
+/* The values of a dsn that libpq would only reject at connection time. */
+static int dsn_value_ok(struct parser *p, const char *key, const char *keyword,
+			const char *value)
+{
+	if (strcmp(keyword, "port") == 0 && !valid_port_list(value))
+		return fail(p, key, "invalid port '%.64s' in the dsn (1 to 65535)", value);
+	if (strcmp(keyword, "host") == 0 && !valid_host_list(value))
+		return fail(p, key, "invalid host '%.64s' in the dsn", value);
+	if (strcmp(keyword, "hostaddr") == 0 && !valid_hostaddr_list(value))
+		return fail(p, key, "invalid hostaddr '%.64s' in the dsn", value);
+	return 1;
+}
+
 /* dsn = <conninfo or URI>: keep its non-empty values, never echo it. */
 static int node_dsn(struct parser *p, struct node_build *b, const char *key,
 		    const char *value)
@@ -679,8 +788,12 @@ static int node_dsn(struct parser *p, struct node_build *b, const char *key,
 	}
 	b->dsn_line = p->line;
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val)
+		if (!o->val || !o->val[0])
 			continue;
+		if (ok && !dsn_value_ok(p, key, o->keyword, o->val))
+			ok = 0;
+		if (is_secret_keyword(o->keyword))
+			p->files[p->file_index].has_secret = true;
 		if (ok && o->val[0] && param_add(&b->dsn, o->keyword, o->val, p->line) < 0)
 			ok = fail(p, key, "out of memory");
 		explicit_bzero(o->val, strlen(o->val));
@@ -736,6 +849,14 @@ static int node_libpq_key(struct parser *p, struct node_build *b, const char *ke
 	if (strcmp(keyword, "port") == 0 && !valid_port_list(value))
 		return fail(p, key, "invalid port '%.64s' (1 to 65535, or a comma-separated "
 			    "list for several hosts)", value);
+	if (strcmp(keyword, "host") == 0 && !valid_host_list(value))
+		return fail(p, key, "invalid host '%.64s' (host names, IP addresses or "
+			    "socket directories, separated by commas)", value);
+	if (strcmp(keyword, "hostaddr") == 0 && !valid_hostaddr_list(value))
+		return fail(p, key, "invalid hostaddr '%.64s' (IP addresses, separated "
+			    "by commas)", value);
+	if (is_secret_keyword(keyword) && *value)
+		p->files[p->file_index].has_secret = true;
 	if (param_add(&b->keys, keyword, value, p->line) < 0)
 		return fail(p, key, "out of memory");
 	return 1;
@@ -783,6 +904,7 @@ static int node_key(struct parser *p, const char *key, const char *lower, const 
 	if (strcmp(lower, "name") == 0 && b->node.classic) {
 		if (!twice(p, key, &b->name_line))
 			return 0;
+		p->classic_name_file = p->path;
 		if (!valid_node_name(value))
 			return fail(p, key, "invalid node name '%.64s': use 1 to 63 letters, "
 				    "digits, '_', '.' or '-'", value);
@@ -792,16 +914,14 @@ static int node_key(struct parser *p, const char *key, const char *lower, const 
 	return node_libpq_key(p, b, key, lower, value);
 }
 
-/* inih's handler: one "key = value" line, already trimmed. */
-static int on_key(void *user, const char *section, const char *name, const char *value)
+/* One "key = value" line, already trimmed. */
+static int on_key(struct parser *p, const char *name, const char *value)
 {
-	struct parser *p = user;
 	char lower[64];
 	size_t n = strlen(name);
 
-	(void)section; /* ours is p->section: inih cuts long names */
-	if (p->failed)
-		return 0;
+	if (p->section == SECTION_SKIP)
+		return 1;
 	if (n >= sizeof(lower))
 		return fail(p, name, "unknown key");
 	/* Keys are case-insensitive, as in the classic checker's ConfigParser. */
@@ -809,6 +929,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		lower[i] = (char)tolower((unsigned char)name[i]);
 
 	switch (p->section) {
+	case SECTION_SKIP:
+		return 1;
 	case SECTION_NONE:
 		return fail(p, name, "key outside of any section (start the file with "
 			    "[postgresql], [agent], [policy] or [node.NAME])");
@@ -838,6 +960,14 @@ static int setting_line(const struct parser *p, const char *name)
 	return i < 0 ? 0 : p->setting_line[i];
 }
 
+/* The file where a setting was given. */
+static const char *setting_file(const struct parser *p, const char *name)
+{
+	int i = setting_index(name);
+
+	return i < 0 || !p->setting_file[i] ? p->files[0].path : p->setting_file[i];
+}
+
 static void check_stale_after(struct parser *p)
 {
 	struct agent_config *cfg = p->cfg;
@@ -852,7 +982,7 @@ static void check_stale_after(struct parser *p)
 	if (cfg->policy.stale_after_ms <= cfg->interval_ms) {
 		format_duration_ms(cfg->policy.stale_after_ms, stale, sizeof(stale));
 		format_duration_ms(cfg->interval_ms, interval, sizeof(interval));
-		fail_at(p, line, "stale_after", "stale_after (%s) must be longer than "
+		fail_in(p, setting_file(p, "stale_after"), line, "stale_after", "stale_after (%s) must be longer than "
 			"interval (%s), or every node would go stale between probes",
 			stale, interval);
 	}
@@ -867,13 +997,13 @@ static void check_lag_limits(struct parser *p)
 		return;
 	format_bound(pol->drain_lag, drain, sizeof(drain));
 	if (pol->max_lag <= 0) {
-		fail_at(p, setting_line(p, "drain_lag"), "drain_lag",
+		fail_in(p, setting_file(p, "drain_lag"), setting_line(p, "drain_lag"), "drain_lag",
 			"drain_lag (%s) needs max_lag, the lag at which the weight "
 			"reaches min_weight; max_lag is not set", drain);
 		return;
 	}
 	format_bound(pol->max_lag, max, sizeof(max));
-	fail_at(p, setting_line(p, "drain_lag"), "drain_lag",
+	fail_in(p, setting_file(p, "drain_lag"), setting_line(p, "drain_lag"), "drain_lag",
 		"drain_lag (%s) must be less than max_lag (%s)", drain, max);
 }
 
@@ -884,7 +1014,7 @@ static void check_names(struct parser *p)
 		return;
 	for (int i = 0; i < p->n_nodes; i++) {
 		if (strcmp(p->nodes[i].node.name, p->classic.node.name) == 0) {
-			fail_at(p, p->classic.name_line, "name",
+			fail_in(p, p->classic_name_file, p->classic.name_line, "name",
 				"node name '%s' is also the name of [node.%s] at line %d",
 				p->classic.node.name, p->nodes[i].node.name,
 				p->nodes[i].node.line);
@@ -896,8 +1026,8 @@ static void check_names(struct parser *p)
 static void validate(struct parser *p)
 {
 	if (!p->classic_line && p->n_nodes == 0) {
-		fail_at(p, 0, "", "no node to monitor: add a [postgresql] or a "
-			"[node.NAME] section");
+		fail_in(p, p->files[0].path, 0, "", "no node to monitor: add a [postgresql] "
+			"or a [node.NAME] section");
 		return;
 	}
 	check_stale_after(p);
@@ -1019,42 +1149,245 @@ static void parser_free(struct parser *p)
 		node_build_free(&p->nodes[i]);
 	free(p->nodes);
 	PQconninfoFree(p->libpq_options);
+	for (int i = 0; i < p->n_files; i++)
+		free(p->files[i].path);
 }
 
-/* Runs inih over the open file; fills p->err on the first error. */
-static void parse_file(struct parser *p)
-{
-	int rc;
+static void parse_path(struct parser *p, const char *path);
 
-	rc = ini_parse_stream(read_line, p, on_key, p);
-	/*
-	 * inih returns the first line it found fault with: a syntax error,
-	 * or a line where on_key returned 0. A syntax error before our own
-	 * first error wins, as it is the first thing to fix.
-	 */
-	if (rc > 0 && (!p->failed || rc < p->err->line)) {
-		p->failed = false;
-		fail_at(p, rc, "", "syntax error: expected [section], key = value, "
-			"or a comment starting with ';' or '#'");
-	} else if (rc < 0 && !p->failed) {
-		fail_at(p, 0, "", "cannot parse: %s", rc == -2 ? "out of memory" : "error");
+/* A path as written in file `from`, made relative to from's directory. */
+static char *resolve_path(const char *from, const char *path)
+{
+	const char *slash = strrchr(from, '/');
+	size_t dir = slash ? (size_t)(slash - from) + 1 : 0;
+	char *out;
+
+	if (path[0] == '/' || dir == 0)
+		return strdup(path);
+	out = malloc(dir + strlen(path) + 1);
+	if (out) {
+		memcpy(out, from, dir);
+		strcpy(out + dir, path);
 	}
+	return out;
+}
+
+/*
+ * Reads an included file where the %include stands. It starts outside
+ * any section; afterwards the including file's section goes on.
+ */
+static void include_file(struct parser *p, const char *written)
+{
+	enum section_kind section = p->section;
+	int current = p->current;
+	const char *path = p->path;
+	int line = p->line, index = p->file_index;
+	char *full = resolve_path(path, written);
+
+	if (!full) {
+		fail(p, "", "out of memory");
+		return;
+	}
+	if (p->depth >= MAX_INCLUDE_DEPTH) {
+		fail(p, "", "%%include nested more than %d deep", MAX_INCLUDE_DEPTH);
+	} else {
+		p->section = SECTION_NONE;
+		parse_path(p, full);
+	}
+	free(full);
+	p->section = section;
+	p->current = current;
+	p->path = path;
+	p->line = line;
+	p->file_index = index;
+}
+
+/* include_dir = DIR: its *.ini and *.conf files, in (byte) name order. */
+static int include_name(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	if (d->d_name[0] == '.')
+		return 0;
+	return (n > 4 && strcmp(d->d_name + n - 4, ".ini") == 0) ||
+	       (n > 5 && strcmp(d->d_name + n - 5, ".conf") == 0);
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void include_dir(struct parser *p, const char *key, const char *written)
+{
+	struct dirent **names = NULL;
+	char *dir;
+	int n;
+
+	if (*written == '\0') {
+		fail(p, key, "empty value (give a directory)");
+		return;
+	}
+	dir = resolve_path(p->path, written);
+	if (!dir) {
+		fail(p, key, "out of memory");
+		return;
+	}
+	n = scandir(dir, &names, include_name, by_name);
+	if (n < 0) {
+		fail(p, key, "cannot read directory '%.128s': %s", written, strerror(errno));
+	} else {
+		for (int i = 0; i < n; i++) {
+			char *file = malloc(strlen(dir) + strlen(names[i]->d_name) + 2);
+
+			if (file) {
+				sprintf(file, "%s/%s", dir, names[i]->d_name);
+				include_file(p, file);
+				free(file);
+			}
+			free(names[i]);
+		}
+		free(names);
+	}
+	free(dir);
+}
+
+static void handle_item(struct parser *p, const struct ini_item *item)
+{
+	p->line = item->line;
+	switch (item->kind) {
+	case INI_SECTION:
+		open_section(p, item->name);
+		break;
+	case INI_INCLUDE:
+		include_file(p, item->name);
+		break;
+	case INI_KEY:
+		if (strcasecmp(item->name, "include_dir") == 0)
+			include_dir(p, item->name, item->value);
+		else
+			on_key(p, item->name, item->value);
+		break;
+	case INI_ERROR:
+		fail(p, "", "%s", item->error);
+		break;
+	case INI_END:
+		break;
+	}
+}
+
+/* Registers path as read (and open); -1 with an error for a loop or too many. */
+static int enter_file(struct parser *p, const char *path, const struct ini_reader *r)
+{
+	struct file_seen *f;
+
+	for (int i = 0; i < p->n_files; i++) {
+		if (p->files[i].open && p->files[i].dev == r->dev && p->files[i].ino == r->ino)
+			return fail(p, "", "'%.128s' includes itself", path) - 1;
+	}
+	if (p->n_files >= MAX_FILES)
+		return fail(p, "", "more than %d files included", MAX_FILES) - 1;
+	f = &p->files[p->n_files];
+	f->path = strdup(path);
+	if (!f->path)
+		return fail(p, "", "out of memory") - 1;
+	f->dev = r->dev;
+	f->ino = r->ino;
+	f->open = true;
+	p->file_index = p->n_files++;
+	return 0;
+}
+
+/* Reads one file, item by item, errors and all. */
+static void parse_path(struct parser *p, const char *path)
+{
+	struct ini_reader r;
+	struct ini_item item;
+	char why[160];
+	int index;
+
+	if (ini_open(&r, path, why, sizeof(why)) < 0) {
+		if (p->n_files == 0)
+			fail_in(p, path, 0, "", "%s", why);
+		else
+			fail(p, "", "included file '%.128s': %s", path, why);
+		return;
+	}
+	if (enter_file(p, path, &r) < 0) {
+		ini_close(&r);
+		return;
+	}
+	index = p->file_index;
+	p->path = p->files[index].path;
+	p->depth++;
+	do {
+		ini_next(&r, &item);
+		p->path = p->files[index].path;
+		p->file_index = index;
+		handle_item(p, &item);
+	} while (item.kind != INI_END && p->n_errors <= MAX_ERRORS);
+	p->depth--;
+	p->files[index].open = false;
+	ini_close(&r);
+}
+/* Warnings about secrets others can read, and about running as root. */
+static void warn_secrets(struct parser *p)
+{
+	const struct agent_config *cfg = p->cfg;
+	struct stat st;
+
+	for (int i = 0; i < p->n_files; i++) {
+		const struct file_seen *f = &p->files[i];
+
+		if (f->has_secret && stat(f->path, &st) == 0 && (st.st_mode & S_IROTH))
+			warn_in(p, f->path, "holds a password and is readable by every user: "
+				"chmod 640 it (owner root, group of the agent's user), or move "
+				"the password to a passfile");
+	}
+	for (int i = 0; i < cfg->n_nodes; i++) {
+		const char *passfile = node_config_param(&cfg->nodes[i], "passfile");
+		const char *sslkey = node_config_param(&cfg->nodes[i], "sslkey");
+
+		if (passfile && stat(passfile, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+			warn_in(p, p->files[0].path, "passfile %.128s is readable by others than "
+				"its owner: libpq ignores such a file (chmod 600 it)", passfile);
+		if (sslkey && stat(sslkey, &st) == 0 && (st.st_mode & S_IROTH))
+			warn_in(p, p->files[0].path, "sslkey %.128s is readable by every user "
+				"(chmod 600 it)", sslkey);
+	}
+	if (geteuid() == 0 && !cfg->user)
+		warn_in(p, p->files[0].path, "[agent] user is not set: started as root, the "
+			"agent %s (set user = pgbdr-agent, or start it as that user, as the "
+			"systemd unit does)", cfg->allow_root ? "keeps running as root" :
+			"refuses to start");
 }
 
 int config_load(const char *path, struct agent_config *cfg, struct config_error *err)
 {
-	struct parser p;
-	char iobuf[BUFSIZ];
+	return config_load_report(path, cfg, err, NULL);
+}
+
+int config_load_report(const char *path, struct agent_config *cfg, struct config_error *err,
+		       struct config_report *report)
+{
+	struct parser *p = calloc(1, sizeof(*p));
 	char *msg = NULL;
+	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	memset(err, 0, sizeof(*err));
-	memset(&p, 0, sizeof(p));
-	snprintf(err->file, sizeof(err->file), "%s", path);
-	p.path = path;
-	p.err = err;
-	p.cfg = cfg;
-	p.current = -1;
+	if (report)
+		memset(report, 0, sizeof(*report));
+	if (!p) {
+		snprintf(err->file, sizeof(err->file), "%s", path);
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		return -1;
+	}
+	p->path = path;
+	p->err = err;
+	p->report = report;
+	p->cfg = cfg;
+	p->current = -1;
 	set_defaults(cfg);
 
 	cfg->path = strdup(path);
@@ -1063,34 +1396,39 @@ int config_load(const char *path, struct agent_config *cfg, struct config_error 
 	 * environment and the service file, and fails when PGSERVICE names
 	 * a missing service, which is no fault of this file.
 	 */
-	p.libpq_options = PQconninfoParse("", &msg);
+	p->libpq_options = PQconninfoParse("", &msg);
 	PQfreemem(msg);
-	if (!cfg->path || !p.libpq_options) {
-		fail_at(&p, 0, "", "out of memory");
+	if (!cfg->path || !p->libpq_options) {
+		fail_in(p, path, 0, "", "out of memory");
 		goto out;
 	}
-	p.file = fopen(path, "r");
-	if (!p.file) {
-		fail_at(&p, 0, "", "cannot open: %s", strerror(errno));
+	parse_path(p, path);
+	if (p->n_files == 0)
 		goto out;
-	}
-	/* Our own stdio buffer, so that the passwords it held can be wiped. */
-	setvbuf(p.file, iobuf, _IOFBF, sizeof(iobuf));
-	parse_file(&p);
-	fclose(p.file);
-	explicit_bzero(iobuf, sizeof(iobuf));
-
-	if (!p.failed)
-		validate(&p);
-	if (!p.failed)
-		finish(&p);
+	p->path = p->files[0].path;
+	if (!p->failed)
+		validate(p);
+	if (!p->failed)
+		finish(p);
+	if (!p->failed)
+		warn_secrets(p);
 out:
-	parser_free(&p);
-	if (p.failed) {
+	rc = p->failed ? -1 : 0;
+	parser_free(p);
+	free(p);
+	if (rc < 0)
 		config_free(cfg);
-		return -1;
-	}
-	return 0;
+	return rc;
+}
+
+void config_report_free(struct config_report *report)
+{
+	if (!report)
+		return;
+	for (int i = 0; i < report->n_lines; i++)
+		free(report->lines[i]);
+	free(report->lines);
+	memset(report, 0, sizeof(*report));
 }
 
 void config_free(struct agent_config *cfg)

@@ -78,8 +78,24 @@ struct config_error {
 	char message[256];
 };
 
+/*
+ * Every error (formatted like config_error_format) and every warning
+ * ("FILE: warning: ...") of one load, in the order found.
+ */
+struct config_report {
+	char **lines;
+	int n_lines;
+	int n_errors;
+	int n_warnings;
+};
+
 /* 0 on success; -1 with *err filled. cfg is zeroed first and left freeable. */
 int config_load(const char *path, struct agent_config *cfg, struct config_error *err);
+
+/* config_load() that also lists every error and warning in *report. */
+int config_load_report(const char *path, struct agent_config *cfg, struct config_error *err,
+		       struct config_report *report);
+void config_report_free(struct config_report *report);
 void config_free(struct agent_config *cfg);
 
 /* "FILE:LINE: key 'KEY': MESSAGE" (parts omitted when unknown). */

@@ -25,7 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
 	build-essential dpkg-dev debhelper fakeroot lintian
 	meson ninja-build pkg-config
-	libpq-dev libevent-dev libinih-dev libcmocka-dev libsystemd-dev
+	libpq-dev libevent-dev libcmocka-dev libsystemd-dev
 	systemd man-db adduser
 )
 

@@ -10,10 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "config.h"
+#include "ini_reader.h"
+
+#define INI_TEST_CAP INI_MAX_FILE_BYTES
 
 /* The secret planted in error-path inputs; no message may contain it. */
 #define SECRET "s3cr3t"
@@ -469,34 +473,285 @@ static void test_syntax_niceties(void **state)
 	config_free(&l.cfg);
 }
 
-/* inih's buffer holds 199 characters: that many must still load. */
-static void test_longest_line(void **state)
+/* A DSN with SSL file paths: 400 characters on one line. */
+static void test_long_dsn_line(void **state)
 {
-	char text[512];
-	char value[200];
+	char dsn[401], text[512];
 	struct loaded l;
-	size_t prefix = strlen("password=");
+	int n;
 
 	(void)state;
-	memset(value, 'x', sizeof(value));
-	value[199 - prefix] = '\0';
-	snprintf(text, sizeof(text), "[postgresql]\npassword=%s\nhost=h\n", value);
+	n = snprintf(dsn, sizeof(dsn), "host=db1.example.com port=5432 dbname=app user=mon "
+		     "sslmode=verify-full sslrootcert=/etc/ssl/pg/");
+	memset(dsn + n, 'r', sizeof(dsn) - 1 - (size_t)n - strlen(" sslkey=/k"));
+	snprintf(dsn + sizeof(dsn) - 1 - strlen(" sslkey=/k"), strlen(" sslkey=/k") + 1, " sslkey=/k");
+	assert_int_equal(strlen(dsn), 400);
+	snprintf(text, sizeof(text), "[node.a]\r\ndsn = %s\r\n", dsn);
 	load_ok(text, &l);
-	assert_param(&l.cfg.nodes[0], "password", value);
+	assert_param(&l.cfg.nodes[0], "host", "db1.example.com");
+	assert_param(&l.cfg.nodes[0], "sslkey", "/k");
+	assert_int_equal(strlen(node_config_param(&l.cfg.nodes[0], "sslrootcert")),
+			 strlen(dsn) - strlen("host=db1.example.com port=5432 dbname=app user=mon "
+					      "sslmode=verify-full sslrootcert= sslkey=/k"));
+	config_free(&l.cfg);
+
+	/* and as the last line, without a newline */
+	snprintf(text, sizeof(text), "[node.a]\ndsn = %s", dsn);
+	load_ok(text, &l);
+	assert_param(&l.cfg.nodes[0], "sslkey", "/k");
+	config_free(&l.cfg);
+}
+
+/* A line may be as long as the file cap allows; a longer file is refused. */
+static void test_huge_line_and_file(void **state)
+{
+	size_t big = 300 * 1000;
+	char *text = malloc(INI_TEST_CAP + 64);
+	struct loaded l;
+
+	(void)state;
+	assert_non_null(text);
+	strcpy(text, "[postgresql]\npassword=");
+	memset(text + strlen(text), 'x', big);
+	strcpy(text + strlen("[postgresql]\npassword=") + big, "\nhost=h\n");
+	load_ok(text, &l);
+	assert_int_equal(strlen(node_config_param(&l.cfg.nodes[0], "password")), big);
 	assert_param(&l.cfg.nodes[0], "host", "h");
 	config_free(&l.cfg);
 
-	/* and with CRLF after it */
-	snprintf(text, sizeof(text), "[postgresql]\r\npassword=%s\r\nhost=h\r\n", value);
-	load_ok(text, &l);
-	assert_param(&l.cfg.nodes[0], "password", value);
-	config_free(&l.cfg);
+	/* over the cap: comment lines until it is full */
+	strcpy(text, "[postgresql]\nhost=h\n");
+	for (size_t n = strlen(text); n < INI_TEST_CAP + 10; n += 10)
+		strcpy(text + n, "#23456789\n");
+	load_text(text, &l);
+	assert_int_equal(l.rc, -1);
+	assert_non_null(strstr(l.err.message, "larger than 1MB"));
+	assert_string_equal(l.err.file, l.path);
+	free(text);
+}
 
-	/* and as the last line without a newline */
-	snprintf(text, sizeof(text), "[postgresql]\npassword=%s", value);
-	load_ok(text, &l);
-	assert_param(&l.cfg.nodes[0], "password", value);
-	config_free(&l.cfg);
+/* A temporary directory with files; names relative to it. */
+struct tree {
+	char dir[64];
+	char paths[8][128];
+	int n;
+};
+
+static const char *tree_file(struct tree *t, const char *name, const char *text, int mode)
+{
+	char *path = t->paths[t->n++];
+	char dir[sizeof(t->dir)];
+	FILE *f;
+
+	if (!t->dir[0]) {
+		snprintf(t->dir, sizeof(t->dir), "/tmp/pgbdr-test-tree-XXXXXX");
+		assert_non_null(mkdtemp(t->dir));
+	}
+	memcpy(dir, t->dir, sizeof(dir));
+	snprintf(path, sizeof(t->paths[0]), "%s/%s", dir, name);
+	if (strchr(name, '/')) {
+		char sub[128];
+
+		snprintf(sub, sizeof(sub), "%s/%.*s", dir, (int)(strchr(name, '/') - name), name);
+		mkdir(sub, 0700);
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fwrite(text, 1, strlen(text), f);
+	fclose(f);
+	chmod(path, (mode_t)mode);
+	return path;
+}
+
+static void tree_remove(struct tree *t)
+{
+	char sub[128];
+
+	for (int i = t->n - 1; i >= 0; i--)
+		unlink(t->paths[i]);
+	snprintf(sub, sizeof(sub), "%s/conf.d", t->dir);
+	rmdir(sub);
+	rmdir(t->dir);
+}
+
+static bool report_has(const struct config_report *r, const char *text)
+{
+	for (int i = 0; i < r->n_lines; i++)
+		if (strstr(r->lines[i], text))
+			return true;
+	return false;
+}
+
+/* %include (relative to the including file) and include_dir in name order. */
+static void test_include(void **state)
+{
+	struct tree t = { 0 };
+	struct agent_config cfg;
+	struct config_error err;
+	const char *main_path;
+
+	(void)state;
+	tree_file(&t, "agent.ini", "[agent]\ninterval = 3s\n", 0600);
+	tree_file(&t, "conf.d/20-b.ini", "[node.b]\nhost = b\n", 0600);
+	tree_file(&t, "conf.d/10-a.conf", "[node.a]\nhost = a\n", 0600);
+	tree_file(&t, "conf.d/30-c.ini~", "[node.c]\nhost = c\n", 0600);
+	tree_file(&t, "conf.d/.40-d.ini", "[node.d]\nhost = d\n", 0600);
+	main_path = tree_file(&t, "main.ini",
+			      "[postgresql]\nhost = local\n"
+			      "%include agent.ini\n"
+			      "port = 5433\n"          /* back in [postgresql] */
+			      "include_dir = conf.d\n", 0600);
+	if (config_load(main_path, &cfg, &err) != 0) {
+		char msg[600];
+
+		config_error_format(&err, msg, sizeof(msg));
+		fail_msg("%s", msg);
+	}
+	assert_int_equal(cfg.interval_ms, 3000);
+	assert_int_equal(cfg.n_nodes, 3);
+	assert_param(&cfg.nodes[0], "port", "5433");
+	assert_string_equal(cfg.nodes[1].name, "a");
+	assert_string_equal(cfg.nodes[2].name, "b");
+	config_free(&cfg);
+	tree_remove(&t);
+}
+
+/* Errors in an included file name that file and its line; all are listed. */
+static void test_include_errors(void **state)
+{
+	struct tree t = { 0 };
+	struct agent_config cfg;
+	struct config_error err;
+	struct config_report report;
+	const char *main_path, *inc;
+	char where[256];
+
+	(void)state;
+	inc = tree_file(&t, "node.ini", "[node.b]\nhost = b\nbogus = 1\nflavor = nope\n", 0600);
+	main_path = tree_file(&t, "main.ini", "[postgresql]\nhost = a\n%include node.ini\n"
+			      "[agent]\ninterval = fast\n%include main.ini\n", 0600);
+	assert_int_equal(config_load_report(main_path, &cfg, &err, &report), -1);
+	assert_string_equal(err.file, inc);
+	assert_int_equal(err.line, 3);
+	assert_string_equal(err.key, "bogus");
+	assert_int_equal(report.n_errors, 4);
+	assert_int_equal(report.n_lines, 4);
+	snprintf(where, sizeof(where), "%s:3: key 'bogus': ", inc);
+	assert_non_null(strstr(report.lines[0], where));
+	snprintf(where, sizeof(where), "%s:4: key 'flavor': unknown flavor 'nope'", inc);
+	assert_non_null(strstr(report.lines[1], where));
+	snprintf(where, sizeof(where), "%s:5: key 'interval': invalid duration", main_path);
+	assert_non_null(strstr(report.lines[2], where));
+	snprintf(where, sizeof(where), "%s:6: 'main.ini' includes itself", main_path);
+	if (!strstr(report.lines[3], "includes itself") || !strstr(report.lines[3], main_path))
+		fail_msg("%s", report.lines[3]);
+	config_report_free(&report);
+	tree_remove(&t);
+}
+
+/* Every error of a file, not just the first, each with its line. */
+static void test_every_error_reported(void **state)
+{
+	struct tree t = { 0 };
+	struct agent_config cfg;
+	struct config_error err;
+	struct config_report report;
+	const char *path;
+
+	(void)state;
+	path = tree_file(&t, "many.ini", "[postgresql]\nhots = x\n[agent]\ninterval = 0\n"
+			 "junk line\n[bogus]\nignored = 1\n[policy]\nmin_weight = 200\n", 0600);
+	assert_int_equal(config_load_report(path, &cfg, &err, &report), -1);
+	assert_int_equal(err.line, 2);
+	assert_int_equal(report.n_errors, 5);
+	assert_true(report_has(&report, ":2: key 'hots'"));
+	assert_true(report_has(&report, ":4: key 'interval'"));
+	assert_true(report_has(&report, ":5: syntax error"));
+	assert_true(report_has(&report, ":6: unknown section [bogus]"));
+	assert_false(report_has(&report, "ignored"));
+	assert_true(report_has(&report, ":9: key 'min_weight'"));
+	config_report_free(&report);
+	tree_remove(&t);
+}
+
+/* A NUL byte is an error naming file:line, not a silently cut value. */
+static void test_nul_byte(void **state)
+{
+	static const char text[] = "[postgresql]\nhost=a\npassword=ab\0cd\n";
+	char path[64];
+	struct agent_config cfg;
+	struct config_error err;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "/tmp/pgbdr-test-config-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fwrite(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	assert_int_equal(config_load(path, &cfg, &err), -1);
+	assert_string_equal(err.file, path);
+	assert_int_equal(err.line, 3);
+	assert_non_null(strstr(err.message, "NUL byte"));
+	unlink(path);
+}
+
+/* Devices, FIFOs and directories fail at once instead of being read forever. */
+static void test_not_regular_files(void **state)
+{
+	char fifo[64] = "/tmp/pgbdr-test-fifo-XXXXXX";
+	const char *paths[] = { "/dev/zero", "/dev/urandom", fifo, "/tmp" };
+	struct agent_config cfg;
+	struct config_error err;
+
+	(void)state;
+	assert_non_null(mkdtemp(fifo));
+	rmdir(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		assert_int_equal(config_load(paths[i], &cfg, &err), -1);
+		assert_string_equal(err.file, paths[i]);
+		if (!strstr(err.message, "not a regular file") && !strstr(err.message, "directory"))
+			fail_msg("%s: %s", paths[i], err.message);
+	}
+	unlink(fifo);
+}
+
+/* Warnings: a password others can read, a loose passfile. Never errors. */
+static void test_secret_warnings(void **state)
+{
+	struct tree t = { 0 };
+	struct agent_config cfg;
+	struct config_error err;
+	struct config_report report;
+	const char *path, *passfile;
+	char text[256];
+
+	(void)state;
+	passfile = tree_file(&t, "pgpass", "*:*:*:*:x\n", 0644);
+	snprintf(text, sizeof(text), "[agent]\nuser = nobody\n[node.a]\nhost=a\npassfile=%s\n"
+		 "[node.b]\ndsn=host=b sslpassword=" SECRET "\n", passfile);
+	path = tree_file(&t, "open.ini", text, 0644);
+	assert_int_equal(config_load_report(path, &cfg, &err, &report), 0);
+	assert_int_equal(report.n_errors, 0);
+	assert_int_equal(report.n_warnings, 2);
+	assert_true(report_has(&report, "readable by every user"));
+	assert_true(report_has(&report, "passfile"));
+	for (int i = 0; i < report.n_lines; i++)
+		assert_null(strstr(report.lines[i], SECRET));
+	config_report_free(&report);
+	config_free(&cfg);
+
+	/* 0640 and a 0600 passfile: nothing to say */
+	chmod(path, 0640);
+	chmod(passfile, 0600);
+	assert_int_equal(config_load_report(path, &cfg, &err, &report), 0);
+	assert_int_equal(report.n_warnings, 0);
+	config_report_free(&report);
+	config_free(&cfg);
+	tree_remove(&t);
 }
 
 static void test_stale_after_and_lag_limits(void **state)
@@ -607,10 +862,14 @@ static struct error_case error_cases[] = {
 	{ "syntax_comment_in_section", PG "[agent ; x]\n", 3, "", "syntax error" },
 	{ "syntax_before_bad_key", PG "oops\nbogus=1\n", 3, "", "syntax error" },
 	{ "bad_key_before_syntax", PG "bogus=1\noops\n", 3, "bogus", "unknown key" },
-	{ "line_too_long", PG "host=" "0123456789012345678901234567890123456789012345678901234567890123456789"
-	  "0123456789012345678901234567890123456789012345678901234567890123456789"
-	  "0123456789012345678901234567890123456789012345678901234567890123456789\nport=1\n",
-	  3, "", "longer than 199 characters" },
+	{ "include_no_file", PG "%include\n", 3, "", "%include needs a file name" },
+	{ "include_missing", PG "%include /nonexistent/pgbdr.ini\n", 3, "",
+	  "included file '/nonexistent/pgbdr.ini': cannot open: No such file" },
+	{ "include_device", PG "%include /dev/zero\n", 3, "", "not a regular file" },
+	{ "include_dir_missing", PG "include_dir = /nonexistent/conf.d\n", 3, "include_dir",
+	  "cannot read directory '/nonexistent/conf.d'" },
+	{ "include_dir_empty", PG "include_dir =\n", 3, "include_dir", "empty value" },
+
 
 	/* unknown keys */
 	{ "unknown_key_agent", PG "[agent]\ninterval=1s\nbogus=1\n", 5, "bogus", "unknown key in [agent]" },
@@ -725,6 +984,14 @@ static struct error_case error_cases[] = {
 	{ "dsn_unknown_keyword", "[node.a]\nhost=x\ndsn=hots=a\n", 3, "dsn", "invalid connection option" },
 	{ "dsn_unterminated_quote", "[node.a]\ndsn=host='a\n", 2, "dsn", "unterminated quoted string" },
 	{ "dsn_bad_uri", "[node.a]\ndsn=postgresql://[::1/db\n", 2, "dsn", "not a valid libpq" },
+	{ "dsn_uri_port_big", "[node.a]\ndsn=postgres://u@h:99999/db\n", 2, "dsn",
+	  "invalid port '99999' in the dsn" },
+	{ "dsn_port_junk", "[node.a]\ndsn=host=h port=54x2\n", 2, "dsn", "invalid port '54x2'" },
+	{ "dsn_host_bad", "[node.a]\ndsn=host=db/1\n", 2, "dsn", "invalid host 'db/1' in the dsn" },
+	{ "dsn_uri_host_bad", "[node.a]\ndsn=postgres://u@h%20x/db\n", 2, "dsn", "invalid host" },
+	{ "dsn_hostaddr_bad", "[node.a]\ndsn=hostaddr=db1\n", 2, "dsn", "invalid hostaddr 'db1'" },
+	{ "host_bad", PG "[node.a]\nhost=a b\n", 4, "host", "invalid host 'a b'" },
+	{ "hostaddr_bad", PG "[node.a]\nhostaddr=10.0.0.300\n", 4, "hostaddr", "invalid hostaddr" },
 };
 
 static void run_error_case(void **state)
@@ -822,7 +1089,9 @@ static const char *const secret_inputs[] = {
 	"[postgresql]\npassword=" SECRET
 	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nhost=a\nhost=b\n",
+	"[node.a]\ndsn=postgres://u:" SECRET "@h:99999/db\n",
+	"[node.a]\ndsn=host=a,b/c password=" SECRET "\n",
 	"[agent]\npassword=" SECRET "\n",
 	"[node.a]\npassword=" SECRET "\n[node.a]\n",
 	"[node.a]\npassword=" SECRET "\nflavor=nope\n",
@@ -1012,7 +1281,14 @@ int main(void)
 		cmocka_unit_test(test_node_order_and_empty_sections),
 		cmocka_unit_test(test_many_nodes),
 		cmocka_unit_test(test_syntax_niceties),
-		cmocka_unit_test(test_longest_line),
+		cmocka_unit_test(test_long_dsn_line),
+		cmocka_unit_test(test_huge_line_and_file),
+		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_include_errors),
+		cmocka_unit_test(test_every_error_reported),
+		cmocka_unit_test(test_nul_byte),
+		cmocka_unit_test(test_not_regular_files),
+		cmocka_unit_test(test_secret_warnings),
 		cmocka_unit_test(test_stale_after_and_lag_limits),
 		cmocka_unit_test(test_boundaries_accepted),
 		cmocka_unit_test(test_missing_file),
