@@ -1,7 +1,10 @@
 /*
  * Prometheus exposition. Names are stable and prefixed pgbdr_; the only
- * labels are the configured node names, fixed state and error kinds,
- * and listener names, so cardinality is bounded by the config.
+ * labels are the configured node names, flavors, fixed state and error
+ * kinds, and listener names, so cardinality is bounded by the config.
+ * Units follow Prometheus' conventions: base units in the name
+ * (_seconds, _bytes), fractions as 0-1 _ratio, counters _total, and
+ * the standard process_start_time_seconds.
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -57,6 +60,16 @@ static void render_node_states(const struct agent *a, struct evbuffer *out)
 				    a->nodes[i].status.state == states[s] ? "1" : "0");
 }
 
+/* The info pattern: constant 1, the node's flavor (as detected or forced) as a label. */
+static void render_node_info(const struct agent *a, struct evbuffer *out)
+{
+	header(out, "pgbdr_node_info", "gauge",
+	       "Always 1; the node's flavor (detected, or forced by the config) is a label.");
+	for (int i = 0; i < a->n_nodes; i++)
+		node_sample(out, "pgbdr_node_info", &a->nodes[i], "flavor",
+			    flavor_name(a->nodes[i].status.flavor), "1");
+}
+
 static void render_node_gauges(const struct agent *a, struct evbuffer *out)
 {
 	char v[48];
@@ -65,11 +78,11 @@ static void render_node_gauges(const struct agent *a, struct evbuffer *out)
 	for (int i = 0; i < a->n_nodes; i++)
 		node_sample(out, "pgbdr_node_up", &a->nodes[i], NULL, NULL,
 			    state_is_serving(a->nodes[i].status.state) ? "1" : "0");
-	header(out, "pgbdr_node_weight_percent", "gauge",
-	       "Weight given to HAProxy, percent of the configured server weight.");
+	header(out, "pgbdr_node_weight_ratio", "gauge",
+	       "Weight given to HAProxy, as a fraction (0-1) of the configured server weight.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		snprintf(v, sizeof(v), "%d", a->nodes[i].status.weight);
-		node_sample(out, "pgbdr_node_weight_percent", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%.2f", a->nodes[i].status.weight / 100.0);
+		node_sample(out, "pgbdr_node_weight_ratio", &a->nodes[i], NULL, NULL, v);
 	}
 	header(out, "pgbdr_node_write_leader", "gauge", "1 on the current write leader.");
 	for (int i = 0; i < a->n_nodes; i++)
@@ -153,7 +166,9 @@ static void render_listeners(const struct agent *a, struct evbuffer *out)
 		listener_sample(out, "pgbdr_listener_refused_total", "agent-check", NULL,
 				agentcheck_server_refused(a->agentcheck));
 	header(out, "pgbdr_listener_errors_total", "counter",
-	       "Malformed requests and clients over max_clients, by listener.");
+	       "Failed requests, by listener: for http every 4xx reply (malformed request, "
+	       "unknown path or method) and every request timed out; for agent-check every "
+	       "bad request; for both, clients closed at once over max_clients.");
 	if (h)
 		listener_sample(out, "pgbdr_listener_errors_total", "http", NULL,
 				h->responses[4] + h->over_capacity + h->timeouts);
@@ -173,9 +188,10 @@ static void render_agent(const struct agent *a, struct evbuffer *out)
 {
 	header(out, "pgbdr_build_info", "gauge", "Always 1; the version is a label.");
 	evbuffer_add_printf(out, "pgbdr_build_info{version=\"%s\"} 1\n", PGBDR_VERSION);
-	header(out, "pgbdr_uptime_seconds", "gauge", "Seconds since the agent started.");
-	evbuffer_add_printf(out, "pgbdr_uptime_seconds %.1f\n",
-			    (double)(clock_ms() - a->started_at_ms) / 1000.0);
+	header(out, "process_start_time_seconds", "gauge",
+	       "Start time of the process since the Unix epoch, in seconds.");
+	evbuffer_add_printf(out, "process_start_time_seconds %.3f\n",
+			    (double)(wall_clock_ms() - (clock_ms() - a->started_at_ms)) / 1000.0);
 	header(out, "pgbdr_maintenance", "gauge", "1 while the maintenance file exists.");
 	evbuffer_add_printf(out, "pgbdr_maintenance %d\n", a->maintenance ? 1 : 0);
 	header(out, "pgbdr_ready_nodes", "gauge", "Nodes that take traffic.");
@@ -191,6 +207,7 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 {
 	render_agent(a, out);
 	render_node_states(a, out);
+	render_node_info(a, out);
 	render_node_gauges(a, out);
 	render_probe_histogram(a, out);
 	render_listeners(a, out);

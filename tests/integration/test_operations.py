@@ -528,7 +528,7 @@ def test_metrics_parse_and_match_status(registry, physical_pair, plain_pg, modul
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or \
             re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$", line), line
     for name, typ in [("pgbdr_node_state", "gauge"), ("pgbdr_node_up", "gauge"),
-                      ("pgbdr_node_weight_percent", "gauge"),
+                      ("pgbdr_node_weight_ratio", "gauge"), ("pgbdr_node_info", "gauge"),
                       ("pgbdr_node_write_leader", "gauge"),
                       ("pgbdr_node_lag_bytes", "gauge"), ("pgbdr_node_lag_seconds", "gauge"),
                       ("pgbdr_probe_duration_seconds", "histogram"),
@@ -540,7 +540,7 @@ def test_metrics_parse_and_match_status(registry, physical_pair, plain_pg, modul
     names = [n["name"] for n in doc["nodes"]]
     assert sorted(names) == ["dead", "plain", "primary", "standby"]
     up = by_node(fams, "pgbdr_node_up")
-    weight = by_node(fams, "pgbdr_node_weight_percent")
+    weight = by_node(fams, "pgbdr_node_weight_ratio")
     leader = by_node(fams, "pgbdr_node_write_leader")
     lag_b = by_node(fams, "pgbdr_node_lag_bytes")
     lag_s = by_node(fams, "pgbdr_node_lag_seconds")
@@ -551,7 +551,10 @@ def test_metrics_parse_and_match_status(registry, physical_pair, plain_pg, modul
         assert states == {s: (1.0 if s == n["state"] else 0.0)
                           for s in ("ready", "degraded", "draining", "down")}, (name, states, n)
         assert up[name] == (1.0 if n["state"] in ("ready", "degraded") else 0.0), (name, n)
-        assert weight[name] == n["weight"], (name, n)
+        assert weight[name] == n["weight"] / 100, (name, n)
+        info = [s for s in samples(fams, "pgbdr_node_info") if s.labels["node"] == name]
+        assert len(info) == 1 and info[0].value == 1, (name, info)
+        assert info[0].labels["flavor"] == n["flavor"], (name, info, n)
         assert leader[name] == (1.0 if n["write_leader"] else 0.0), (name, n)
         # unknown lag: absent, never 0
         if n["lag_bytes"] is None:

@@ -1,0 +1,105 @@
+"""/metrics under Prometheus' own rules: `promtool check metrics` (from
+Debian's prometheus package) accepts it, and the conventions promtool
+does not check hold too: fractions are 0-1 `_ratio`s, nothing is a
+percent, the start time is the standard `process_start_time_seconds`,
+`pgbdr_node_info` carries the flavor, and `pgbdr_listener_errors_total`
+counts exactly what its help text says."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import FAST_AGENT, Agent, free_port, node_section, wait_for
+
+PROMTOOL = shutil.which("promtool")
+
+
+def families(text):
+    from prometheus_client.parser import text_string_to_metric_families
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(fams, sample, **labels):
+    """A sample's value (counter families drop _total; samples keep it)."""
+    for fam in fams.values():
+        for s in fam.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    raise KeyError((sample, labels))
+
+
+@pytest.fixture
+def agent(registry, plain_pg, module_password):
+    a = Agent(registry, [
+        ("agent", dict(FAST_AGENT, agent_listen=f"127.0.0.1:{free_port()}",
+                       spoe_listen=f"127.0.0.1:{free_port()}")),
+        ("node.n1", node_section(plain_pg, module_password)),
+        ("node.gone", {"dsn": f"host=127.0.0.1 port={free_port()} dbname=x user=x",
+                       "flavor": "physical"}),
+    ], name="metrics-names").start()
+    a.wait_state("n1", "ready", 15)
+    a.wait_state("gone", "down", 15)
+    return a
+
+
+def test_promtool_accepts_metrics(agent):
+    assert PROMTOOL, "promtool missing (Debian package prometheus)"
+    text = agent.get("/metrics").text
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", \
+        (r.stdout, r.stderr)
+
+
+def test_metric_conventions(agent):
+    text = agent.get("/metrics").text
+    fams = families(text)
+    for name, fam in fams.items():
+        assert "percent" not in name, name
+        if fam.type == "counter":
+            assert re.search(r"_total$", fam.samples[0].name), fam.samples[0].name
+    assert "pgbdr_uptime_seconds" not in text
+
+    # weight: a 0-1 ratio, matching /status's percent
+    status = {n["name"]: n for n in agent.status_json()["nodes"]}
+    for node in ("n1", "gone"):
+        ratio = value(fams, "pgbdr_node_weight_ratio", node=node)
+        assert 0 <= ratio <= 1 and ratio == status[node]["weight"] / 100, (node, ratio)
+    assert value(fams, "pgbdr_node_weight_ratio", node="n1") == 1.0
+
+    # info: one sample per node, flavor as a label
+    info = {s.labels["node"]: s for s in fams["pgbdr_node_info"].samples}
+    assert set(info) == {"n1", "gone"}
+    assert info["n1"].labels["flavor"] == "plain" and info["n1"].value == 1
+    assert info["gone"].labels["flavor"] == "physical"
+
+    # start time: the process's, from the kernel's own record
+    with open(f"/proc/{agent.pid}/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as f:
+        btime = int(next(l for l in f if l.startswith("btime")).split()[1])
+    kernel_start = btime + start_ticks / os.sysconf("SC_CLK_TCK")
+    start = value(fams, "process_start_time_seconds")
+    assert abs(start - kernel_start) < 2, (start, kernel_start)
+    assert start <= time.time()
+
+
+def test_listener_errors_count_what_the_help_says(agent):
+    fams = families(agent.get("/metrics").text)
+    help_text = fams["pgbdr_listener_errors"].documentation
+    assert "4xx" in help_text and "max_clients" in help_text, help_text
+    before = value(fams, "pgbdr_listener_errors_total", listener="http")
+    ok_before = value(fams, "pgbdr_http_responses_total", listener="http", code="2xx")
+
+    assert agent.get("/no/such/path").status == 404
+    assert agent.request_raw(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert agent.get("/live").status == 200
+
+    fams = families(agent.get("/metrics").text)
+    assert value(fams, "pgbdr_listener_errors_total", listener="http") == before + 2
+    # the good requests in between (/live and the /metrics calls) count nowhere here
+    assert value(fams, "pgbdr_http_responses_total", listener="http", code="2xx") >= ok_before + 2
