@@ -16,8 +16,9 @@
  * A node may be hostile (or a man in the middle may speak for it), so
  * nothing it sends can hold the loop or the memory: results arrive one
  * row at a time and a round stops past PROBE_MAX_ROWS rows or
- * PROBE_MAX_REPLY_BYTES bytes; one callback handles at most
- * RESULTS_PER_TURN results before yielding to the other events; a COPY
+ * PROBE_MAX_REPLY_BYTES bytes; one callback reads at most READ_PER_TURN
+ * bytes (read_budget.c) and handles at most RESULTS_PER_TURN results
+ * before yielding to the other events; a COPY
  * answer is a protocol error that drops the connection; notices go to
  * the logger, rate-limited; and every piece of server text is scrubbed
  * (secrets, control characters, invalid UTF-8) where it enters.
@@ -33,11 +34,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "clock.h"
 #include "poller.h"
 #include "probe.h"
+#include "read_budget.h"
 #include "scrub.h"
 
 enum poller_phase {
@@ -56,6 +59,8 @@ enum poller_phase {
 /* What a probe answer may cost; real ones are a few rows of a few KB. */
 #define PROBE_MAX_ROWS 4096
 #define PROBE_MAX_REPLY_BYTES (4 << 20)
+/* Bytes read from a node's socket per callback: well under a millisecond. */
+#define READ_PER_TURN (64 << 10)
 /* Results handled per callback before the loop serves others. */
 #define RESULTS_PER_TURN 256
 #define NOTICE_MAX 200
@@ -246,17 +251,23 @@ static void fail_round(struct poller *p, enum probe_outcome outcome,
 	}
 }
 
-/* TCP bytes received so far on the connection; false for other sockets. */
+/*
+ * TCP bytes read so far from the connection (received by the kernel,
+ * less what still waits in its buffer); false for other sockets.
+ */
 static bool bytes_received(const struct poller *p, uint64_t *out)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 	int fd = p->conn ? PQsocket(p->conn) : -1;
+	int unread = 0;
 
 	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
-	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received) ||
+	    ioctl(fd, FIONREAD, &unread) != 0 || unread < 0 ||
+	    (uint64_t)unread > ti.tcpi_bytes_received)
 		return false;
-	*out = ti.tcpi_bytes_received;
+	*out = ti.tcpi_bytes_received - (uint64_t)unread;
 	return true;
 }
 
@@ -583,10 +594,8 @@ static void continue_connect(struct poller *p)
 	}
 }
 
-static void on_io(evutil_socket_t fd, short what, void *arg)
+static void handle_io(struct poller *p, short what)
 {
-	struct poller *p = arg;
-
 	if ((what & EV_WRITE) && p->phase != PHASE_CONNECTING && PQflush(p->conn) == 1) {
 		watch(p, EV_READ | EV_WRITE);
 		return;
@@ -607,6 +616,15 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	case PHASE_RESOLVING:
 		break;
 	}
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	read_budget_begin(PQsocket(p->conn), READ_PER_TURN);
+	handle_io(p, what);
+	read_budget_end();
 }
 
 static void start_connect(struct poller *p)
