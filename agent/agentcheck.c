@@ -2,7 +2,10 @@
  * agent-check. HAProxy connects, writes its agent-send string if it
  * has one, reads one line and closes. Every reply names a health word
  * and an admin word, so the agent always undoes an admin state it set
- * earlier (only the agent can lift a DRAIN it caused).
+ * earlier (only the agent can lift a DRAIN it caused). Nothing a client
+ * sent is echoed raw: a name in a reply is made printable UTF-8 first,
+ * and a request that ends with the client's FIN instead of "\n" still
+ * gets its answer.
  */
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -16,6 +19,7 @@
 
 #include "agentcheck.h"
 #include "listener.h"
+#include "scrub.h"
 #include "units.h"
 
 #define REQUEST_MAX 256
@@ -63,12 +67,12 @@ static void parse_request(const char *line, struct request *req)
 	}
 }
 
-/* HAProxy reads up to the end of line: keep the reason on one line. */
+/* HAProxy reads up to the end of line: keep the reason on one line, printable. */
 static void format_down(char *buf, size_t len, const char *reason)
 {
 	snprintf(buf, len, "down ready #%s\n", reason);
 	for (char *p = buf; p[0] && p[1]; p++)
-		if (*p == '\n' || *p == '\r')
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
 }
 
@@ -106,9 +110,12 @@ void agentcheck_format_reply(const struct agent *a, const char *request,
 	}
 	n = req.node[0] ? agent_find_node(a, req.node) : agent_default_node(a);
 	if (!n) {
+		char name[NODE_NAME_MAX];
 		char reason[NODE_NAME_MAX + 16];
 
-		snprintf(reason, sizeof(reason), "unknown node %s", req.node);
+		/* the client's bytes: no control characters, valid UTF-8 */
+		scrub_text(name, sizeof(name), req.node, strlen(req.node), NULL);
+		snprintf(reason, sizeof(reason), "unknown node %s", name);
 		format_down(buf, len, reason);
 		return;
 	}
@@ -133,11 +140,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 		conn_free(c);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	/* EOF, error or timeout: nothing more to say to this client */
-	conn_free(arg);
-}
+static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static void reply(struct agentcheck_conn *c, const char *request)
 {
@@ -179,6 +182,20 @@ static void reply_to_input(struct agentcheck_conn *c, size_t len)
 		return;
 	}
 	reply(c, line);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct agentcheck_conn *c = arg;
+	size_t pending = evbuffer_get_length(bufferevent_get_input(bev));
+
+	/* a request cut by the client's FIN, without "\n": answer what came */
+	if ((what & BEV_EVENT_EOF) && !c->replied && pending > 0) {
+		reply_to_input(c, pending);
+		return;
+	}
+	/* error or timeout: nothing more to say to this client */
+	conn_free(c);
 }
 
 static void on_readable(struct bufferevent *bev, void *arg)

@@ -140,6 +140,10 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 {
 	static const char node_prefix[] = "/node/";
 
+	if (method == HTTP_METHOD_UNKNOWN) {
+		reply_text(r, 501, "Not Implemented", "method not implemented");
+		return;
+	}
 	if (method == HTTP_METHOD_OTHER) {
 		reply_text(r, 405, "Method Not Allowed", "method not allowed");
 		r->allow = "GET, HEAD, OPTIONS";
@@ -168,6 +172,9 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 	}
 }
 
+/* The other methods RFC 9110 defines, and PATCH (RFC 5789). */
+static const char *const other_methods[] = { "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH" };
+
 enum http_method http_method_from_name(const char *name)
 {
 	if (strcmp(name, "GET") == 0)
@@ -176,7 +183,10 @@ enum http_method http_method_from_name(const char *name)
 		return HTTP_METHOD_HEAD;
 	if (strcmp(name, "OPTIONS") == 0)
 		return HTTP_METHOD_OPTIONS;
-	return HTTP_METHOD_OTHER;
+	for (size_t i = 0; i < sizeof(other_methods) / sizeof(other_methods[0]); i++)
+		if (strcmp(name, other_methods[i]) == 0)
+			return HTTP_METHOD_OTHER;
+	return HTTP_METHOD_UNKNOWN;
 }
 
 void http_format_reply(int minor_version, const struct http_reply *r, bool head_only,
@@ -201,7 +211,12 @@ void http_format_reply(int minor_version, const struct http_reply *r, bool head_
 		evbuffer_add_buffer(out, r->body);
 }
 
-void http_reply_bad_request(struct http_reply *r, const char *why)
+void http_reply_parse_error(struct http_reply *r, enum http_parse_result result)
 {
-	reply_text(r, 400, "Bad Request", why);
+	if (result == HTTP_PARSE_BAD_VERSION)
+		reply_text(r, 505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only");
+	else if (result == HTTP_PARSE_TOO_LARGE)
+		reply_text(r, 400, "Bad Request", "request head too large");
+	else
+		reply_text(r, 400, "Bad Request", "malformed request");
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agent.h"
+#include "http_parser.h"
 #include "units.h"
 
 struct evbuffer;
@@ -21,6 +22,7 @@ enum http_method {
 	HTTP_METHOD_HEAD,
 	HTTP_METHOD_OPTIONS,
 	HTTP_METHOD_OTHER, /* known to HTTP but not served here: 405 */
+	HTTP_METHOD_UNKNOWN, /* a token HTTP does not define: 501 */
 };
 
 struct http_reply {
@@ -37,7 +39,8 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 
 enum http_method http_method_from_name(const char *name);
 
-void http_reply_bad_request(struct http_reply *r, const char *why);
+/* The reply to a head http_parse_request() refused: 400, or 505 for the version. */
+void http_reply_parse_error(struct http_reply *r, enum http_parse_result result);
 
 /*
  * Status line, headers (always an exact Content-Length) and, unless

@@ -1,8 +1,11 @@
 /*
- * HTTP/1.x request heads, strictly: a bad request line, a header line
- * without a colon, a NUL, an obsolete line folding or an absurd size
- * is an error, not something to guess about. Strictness costs nothing
- * here: HAProxy and monitoring tools send plain, valid heads.
+ * HTTP/1.x request heads, strictly (RFC 9112): a bad request line, a
+ * header line without a colon, a NUL, a bare CR, an obsolete line
+ * folding, conflicting Content-Length values, an HTTP/1.1 request
+ * without exactly one Host or an absurd size is an error, not something
+ * to guess about; a well-formed version other than 1.x is told apart
+ * (505). Strictness costs nothing here: HAProxy and monitoring tools
+ * send plain, valid heads.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -11,6 +14,14 @@
 #include <strings.h>
 
 #include "http_parser.h"
+
+/* What the header lines said, beyond the request fields. */
+struct header_state {
+	bool asked_close;
+	bool asked_keep_alive;
+	int hosts;
+	bool has_length;
+};
 
 /* Where the head ends (after its blank line), or 0 if not there yet. */
 static size_t find_head_end(const char *buf, size_t len)
@@ -131,9 +142,30 @@ static int parse_request_line(const char *line, size_t len, struct http_request 
 		return -1;
 
 	len -= (size_t)(sp2 + 1 - line);
-	if (len != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)sp2[8]))
+	if (len != 8 || memcmp(sp2 + 1, "HTTP/", 5) != 0 || !isdigit((unsigned char)sp2[6]) ||
+	    sp2[7] != '.' || !isdigit((unsigned char)sp2[8]))
 		return -1;
 	req->minor_version = sp2[8] - '0';
+	return sp2[6] == '1' ? 0 : 1;
+}
+
+/* Digits only, no overflow, and every copy the same: framing errors are how requests get smuggled. */
+static int parse_content_length(const char *value, size_t vlen, struct http_request *req,
+				struct header_state *h)
+{
+	size_t n = 0;
+
+	if (vlen == 0 || vlen > 12)
+		return -1;
+	for (size_t i = 0; i < vlen; i++) {
+		if (!isdigit((unsigned char)value[i]))
+			return -1;
+		n = n * 10 + (size_t)(value[i] - '0');
+	}
+	if (h->has_length && n != req->content_length)
+		return -1;
+	h->has_length = true;
+	req->content_length = n;
 	return 0;
 }
 
@@ -154,7 +186,7 @@ static bool header_has_token(const char *value, size_t len, const char *token)
 }
 
 static int parse_header_line(const char *line, size_t len, struct http_request *req,
-			     bool *asked_close, bool *asked_keep_alive)
+			     struct header_state *h)
 {
 	const char *colon = memchr(line, ':', len);
 	const char *value;
@@ -177,36 +209,38 @@ static int parse_header_line(const char *line, size_t len, struct http_request *
 		vlen--;
 
 	if (nlen == 10 && strncasecmp(line, "Connection", 10) == 0) {
-		*asked_close |= header_has_token(value, vlen, "close");
-		*asked_keep_alive |= header_has_token(value, vlen, "keep-alive");
+		h->asked_close |= header_has_token(value, vlen, "close");
+		h->asked_keep_alive |= header_has_token(value, vlen, "keep-alive");
 	} else if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
-		size_t n = 0;
-
-		/* digits only, no overflow: framing errors are how requests get smuggled */
-		if (vlen == 0 || vlen > 12)
-			return -1;
-		for (size_t i = 0; i < vlen; i++) {
-			if (!isdigit((unsigned char)value[i]))
-				return -1;
-			n = n * 10 + (size_t)(value[i] - '0');
-		}
-		req->content_length = n;
+		return parse_content_length(value, vlen, req, h);
+	} else if (nlen == 4 && strncasecmp(line, "Host", 4) == 0) {
+		h->hosts++;
 	} else if (nlen == 17 && strncasecmp(line, "Transfer-Encoding", 17) == 0) {
 		req->chunked = true;
 	}
 	return 0;
 }
 
+/* A CR anywhere but right before a LF (RFC 9112 2.2). */
+static bool has_bare_cr(const char *buf, size_t end)
+{
+	for (size_t i = 0; i < end; i++)
+		if (buf[i] == '\r' && (i + 1 >= end || buf[i + 1] != '\n'))
+			return true;
+	return false;
+}
+
 enum http_parse_result http_parse_request(const char *buf, size_t len,
 					  struct http_request *req)
 {
 	size_t end = find_head_end(buf, len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD);
-	bool asked_close = false, asked_keep_alive = false, first = true;
+	struct header_state h = { 0 };
+	bool first = true;
 	size_t pos = 0;
 
 	if (!end)
 		return len >= HTTP_MAX_HEAD ? HTTP_PARSE_TOO_LARGE : HTTP_PARSE_INCOMPLETE;
-	if (memchr(buf, '\0', end))
+	if (memchr(buf, '\0', end) || has_bare_cr(buf, end))
 		return HTTP_PARSE_BAD;
 	memset(req, 0, sizeof(*req));
 	req->head_len = end;
@@ -222,16 +256,23 @@ enum http_parse_result http_parse_request(const char *buf, size_t len,
 		if (line_len == 0)
 			break; /* the blank line */
 		if (first) {
-			if (parse_request_line(line, line_len, req) < 0)
+			int version = parse_request_line(line, line_len, req);
+
+			if (version < 0)
 				return HTTP_PARSE_BAD;
+			if (version > 0)
+				return HTTP_PARSE_BAD_VERSION;
 			first = false;
-		} else if (parse_header_line(line, line_len, req, &asked_close,
-					     &asked_keep_alive) < 0) {
+		} else if (parse_header_line(line, line_len, req, &h) < 0) {
 			return HTTP_PARSE_BAD;
 		}
 	}
 	if (first)
 		return HTTP_PARSE_BAD; /* a blank line and nothing else */
-	req->keep_alive = req->minor_version >= 1 ? !asked_close : asked_keep_alive && !asked_close;
+	/* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; more is an error in any version */
+	if (h.hosts > 1 || (req->minor_version >= 1 && h.hosts == 0))
+		return HTTP_PARSE_BAD;
+	req->keep_alive = req->minor_version >= 1 ? !h.asked_close
+						  : h.asked_keep_alive && !h.asked_close;
 	return HTTP_PARSE_OK;
 }

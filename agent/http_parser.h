@@ -18,6 +18,7 @@ enum http_parse_result {
 	HTTP_PARSE_INCOMPLETE, /* no blank line yet, and under the size limit */
 	HTTP_PARSE_BAD,        /* malformed: answer 400 and close */
 	HTTP_PARSE_TOO_LARGE,  /* head over HTTP_MAX_HEAD: 400 and close */
+	HTTP_PARSE_BAD_VERSION, /* a well-formed HTTP/N.x other than 1.x: 505 and close */
 };
 
 struct http_request {

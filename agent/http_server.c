@@ -144,7 +144,7 @@ static void respond(struct http_conn *c, const struct http_request *req, int min
 		respond_and_close(c, minor_version, reply, head_only);
 }
 
-static void respond_bad_request(struct http_conn *c, const char *why)
+static void respond_parse_error(struct http_conn *c, enum http_parse_result result)
 {
 	struct http_reply reply = { .body = evbuffer_new() };
 
@@ -152,7 +152,7 @@ static void respond_bad_request(struct http_conn *c, const char *why)
 		give_up(c);
 		return;
 	}
-	http_reply_bad_request(&reply, why);
+	http_reply_parse_error(&reply, result);
 	respond(c, NULL, 1, &reply, false);
 	evbuffer_free(reply.body);
 }
@@ -198,8 +198,7 @@ static void process_input(struct http_conn *c)
 		if (r == HTTP_PARSE_INCOMPLETE)
 			return;
 		if (r != HTTP_PARSE_OK) {
-			respond_bad_request(c, r == HTTP_PARSE_TOO_LARGE ? "request head too large"
-									  : "malformed request");
+			respond_parse_error(c, r);
 			return;
 		}
 		/* a small body is skipped whole, so the next request starts clean */

@@ -62,6 +62,7 @@ int inetd_serve(struct agent *a, int in_fd, int out_fd)
 	struct http_request req = { .method = "GET", .path = "/" };
 	struct http_reply reply = { 0 };
 	struct evbuffer *out = evbuffer_new();
+	enum http_parse_result parsed;
 	size_t len = read_request(in_fd, buf, sizeof(buf), a->config.client_timeout_ms);
 
 	reply.body = evbuffer_new();
@@ -73,8 +74,8 @@ int inetd_serve(struct agent *a, int in_fd, int out_fd)
 		return 1;
 	}
 	/* a client that sends nothing gets the classic answer for "/" */
-	if (len > 0 && http_parse_request(buf, len, &req) != HTTP_PARSE_OK) {
-		http_reply_bad_request(&reply, "malformed request");
+	if (len > 0 && (parsed = http_parse_request(buf, len, &req)) != HTTP_PARSE_OK) {
+		http_reply_parse_error(&reply, parsed);
 		req.minor_version = 1;
 		strcpy(req.method, "GET");
 	} else {

@@ -339,6 +339,8 @@ int main(int argc, char **argv)
 	struct agent agent;
 	int rc;
 
+	if (privileges_no_core_dumps() != 0)
+		fprintf(stderr, "pgbdr-agent: cannot disable core dumps: %s\n", strerror(errno));
 	if (parse_options(argc, argv, &opts) < 0)
 		return 2;
 	if (load_config(opts.config_path, &cfg, opts.mode) < 0)

@@ -12,20 +12,36 @@
  * one starts clean. No call here can block: names are resolved with
  * evdns (libpq's own getaddrinfo() would stall the loop on a dead DNS
  * server) and the connection is polled, never waited on.
+ *
+ * A node may be hostile (or a man in the middle may speak for it), so
+ * nothing it sends can hold the loop or the memory: results arrive one
+ * row at a time and a round stops past PROBE_MAX_ROWS rows or
+ * PROBE_MAX_REPLY_BYTES bytes; one callback reads at most READ_PER_TURN
+ * bytes (read_budget.c) and handles at most RESULTS_PER_TURN results
+ * before yielding to the other events; a COPY
+ * answer is a protocol error that drops the connection; notices go to
+ * the logger, rate-limited; and every piece of server text is scrubbed
+ * (secrets, control characters, invalid UTF-8) where it enters.
  */
 #include <arpa/inet.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <libpq-fe.h>
+#include <linux/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "poller.h"
 #include "probe.h"
+#include "read_budget.h"
+#include "scrub.h"
 
 enum poller_phase {
 	PHASE_IDLE,       /* no connection */
@@ -39,6 +55,15 @@ enum poller_phase {
 
 #define RESOLVED_MAX 4
 #define NODE_HOST_MAX 255
+
+/* What a probe answer may cost; real ones are a few rows of a few KB. */
+#define PROBE_MAX_ROWS 4096
+#define PROBE_MAX_REPLY_BYTES (4 << 20)
+/* Bytes read from a node's socket per callback: well under a millisecond. */
+#define READ_PER_TURN (64 << 10)
+/* Results handled per callback before the loop serves others. */
+#define RESULTS_PER_TURN 256
+#define NOTICE_MAX 200
 
 struct poller {
 	struct event_base *base;
@@ -58,6 +83,11 @@ struct poller {
 	/* the latest result of the query in flight; the final one is what
 	 * counts, and it may arrive some reads before libpq's closing NULL */
 	PGresult *pending;
+	int rows;                      /* rows of the query in flight */
+	bool accumulating;             /* pending collects single-row results */
+	/* TCP bytes received on conn when the round (or connection) began */
+	uint64_t bytes_baseline;
+	struct log_limit notice_limit;
 
 	struct event *io;
 	int io_fd;
@@ -118,6 +148,8 @@ static void drop_connection(struct poller *p)
 {
 	PQclear(p->pending);
 	p->pending = NULL;
+	p->rows = 0;
+	p->accumulating = false;
 	unwatch(p);
 	if (p->dns_req) {
 		struct evdns_getaddrinfo_request *req = p->dns_req;
@@ -170,21 +202,41 @@ static void finish_round(struct poller *p, const struct node_facts *facts)
 static void fail_round(struct poller *p, enum probe_outcome outcome,
 		       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Every secret of the node: configured, and the one libpq actually used. */
+static void node_secrets(const struct poller *p, struct secret_list *s)
+{
+	memset(s, 0, sizeof(*s));
+	secret_list_add(s, node_config_param(p->cfg, "password"));
+	secret_list_add(s, node_config_param(p->cfg, "sslpassword"));
+	if (p->conn)
+		secret_list_add(s, PQpass(p->conn));
+}
+
+/* Server text as it enters: its first line, scrubbed, within len. */
+static const char *server_text(const struct poller *p, const char *msg, char *buf, size_t len)
+{
+	struct secret_list s;
+
+	node_secrets(p, &s);
+	scrub_text(buf, len, msg, strcspn(msg, "\n"), &s);
+	return buf;
+}
+
 static void fail_round(struct poller *p, enum probe_outcome outcome,
 		       const char *fmt, ...)
 {
 	struct node_facts facts = { .outcome = outcome };
-	char raw[sizeof(facts.error)];
+	char raw[sizeof(facts.error)], redacted[sizeof(facts.error)];
+	struct secret_list secrets;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	/* libpq errors can quote the conninfo back */
-	log_redact_conninfo(raw, facts.error, sizeof(facts.error));
-	for (char *c = facts.error; *c; c++)
-		if (*c == '\n' || *c == '\r')
-			*c = ' ';
+	log_redact_conninfo(raw, redacted, sizeof(redacted));
+	node_secrets(p, &secrets);
+	scrub_text(facts.error, sizeof(facts.error), redacted, strlen(redacted), &secrets);
 	log_debug(p->log, "node %s: %s", p->name, facts.error);
 
 	drop_connection(p);
@@ -199,15 +251,54 @@ static void fail_round(struct poller *p, enum probe_outcome outcome,
 	}
 }
 
-static const char *first_line(const char *msg, char *buf, size_t len)
+/*
+ * TCP bytes read so far from the connection (received by the kernel,
+ * less what still waits in its buffer); false for other sockets.
+ */
+static bool bytes_received(const struct poller *p, uint64_t *out)
 {
-	size_t n = strcspn(msg, "\n");
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int fd = p->conn ? PQsocket(p->conn) : -1;
+	int unread = 0;
 
-	if (n >= len)
-		n = len - 1;
-	memcpy(buf, msg, n);
-	buf[n] = '\0';
-	return buf;
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received) ||
+	    ioctl(fd, FIONREAD, &unread) != 0 || unread < 0 ||
+	    (uint64_t)unread > ti.tcpi_bytes_received)
+		return false;
+	*out = ti.tcpi_bytes_received - (uint64_t)unread;
+	return true;
+}
+
+static void reset_byte_budget(struct poller *p)
+{
+	uint64_t n;
+
+	p->bytes_baseline = bytes_received(p, &n) ? n : 0;
+}
+
+/* Whether the server sent more than a probe answer may take; fails the round if so. */
+static bool over_budget(struct poller *p)
+{
+	uint64_t n;
+
+	if (!bytes_received(p, &n) || n - p->bytes_baseline <= PROBE_MAX_REPLY_BYTES)
+		return false;
+	fail_round(p, PROBE_QUERY_FAILED, "protocol error: the server sent over %d bytes",
+		   PROBE_MAX_REPLY_BYTES);
+	return true;
+}
+
+/* Server notices go to the log: scrubbed, one line, rate-limited per node. */
+static void on_notice(void *arg, const char *message)
+{
+	struct poller *p = arg;
+	char line[NOTICE_MAX];
+
+	server_text(p, message, line, sizeof(line));
+	log_limited(p->log, &p->notice_limit, LOG_LEVEL_INFO, "node %s: server notice: %s",
+		    p->name, line);
 }
 
 #define PROBE_STATEMENT "pgbdr_probe"
@@ -219,7 +310,7 @@ static void await_result(struct poller *p, int sent, enum poller_phase phase)
 
 	if (!sent) {
 		fail_round(p, PROBE_CONNECTION_LOST, "connection lost: %s",
-			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
+			   server_text(p, PQerrorMessage(p->conn), msg, sizeof(msg)));
 		return;
 	}
 	p->phase = phase;
@@ -227,18 +318,28 @@ static void await_result(struct poller *p, int sent, enum poller_phase phase)
 	watch(p, PQflush(p->conn) == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
+/* Rows come one at a time, so that no answer is held whole before it is counted. */
+static int row_by_row(PGconn *conn, int sent)
+{
+	if (sent)
+		PQsetSingleRowMode(conn);
+	return sent;
+}
+
 static void send_probe(struct poller *p)
 {
 	char buf[PROBE_QUERY_MAX];
 
 	if (!p->probe)
-		await_result(p, PQsendQuery(p->conn, probe_detect_query()), PHASE_DETECTING);
+		await_result(p, row_by_row(p->conn, PQsendQuery(p->conn, probe_detect_query())),
+			     PHASE_DETECTING);
 	else if (!p->prepared)
 		await_result(p, PQsendPrepare(p->conn, PROBE_STATEMENT,
 					      p->probe->query(&p->caps, buf, sizeof(buf)), 0, NULL),
 			     PHASE_PREPARING);
 	else
-		await_result(p, PQsendQueryPrepared(p->conn, PROBE_STATEMENT, 0, NULL, NULL, NULL, 0),
+		await_result(p, row_by_row(p->conn, PQsendQueryPrepared(p->conn, PROBE_STATEMENT,
+									0, NULL, NULL, NULL, 0)),
 			     PHASE_PROBING);
 }
 
@@ -256,11 +357,28 @@ static void handle_detect_result(struct poller *p, const PGresult *res)
 	send_probe(p);
 }
 
+/* Catalog strings are server text too: they end up in reasons. */
+static void scrub_in_place(const struct poller *p, char *text, size_t len)
+{
+	char copy[REASON_MAX];
+
+	if (len > sizeof(copy))
+		len = sizeof(copy);
+	server_text(p, text, copy, len);
+	memcpy(text, copy, strlen(copy) + 1);
+}
+
 static void handle_probe_result(struct poller *p, const PGresult *res)
 {
 	struct node_facts facts = { .outcome = PROBE_OK, .flavor = p->caps.flavor };
 
 	p->probe->parse(res, &p->caps, &facts);
+	scrub_in_place(p, facts.problem, sizeof(facts.problem));
+	scrub_in_place(p, facts.impairment, sizeof(facts.impairment));
+	scrub_in_place(p, facts.catalog_name, sizeof(facts.catalog_name));
+	scrub_in_place(p, facts.catalog_write_leader, sizeof(facts.catalog_write_leader));
+	for (int i = 0; i < facts.n_peers && i < MAX_PEERS; i++)
+		scrub_in_place(p, facts.peers[i].name, sizeof(facts.peers[i].name));
 	p->phase = PHASE_CONNECTED;
 	watch(p, EV_READ);
 	finish_round(p, &facts);
@@ -278,9 +396,8 @@ static void handle_query_error(struct poller *p, const PGresult *res)
 	const char *what = p->phase == PHASE_DETECTING ? "detect" :
 			   p->phase == PHASE_PREPARING ? "prepare probe" : "probe";
 
-	if (!primary)
-		primary = first_line(PQresultErrorMessage(res), msg, sizeof(msg));
-	fail_round(p, PROBE_QUERY_FAILED, "%s query failed: %s", what, primary);
+	server_text(p, primary ? primary : PQresultErrorMessage(res), msg, sizeof(msg));
+	fail_round(p, PROBE_QUERY_FAILED, "%s query failed: %s", what, msg);
 }
 
 static void handle_prepared(struct poller *p)
@@ -306,6 +423,83 @@ static void handle_final_result(struct poller *p, PGresult *res)
 	PQclear(res);
 }
 
+/*
+ * In COPY state libpq hands out the same COPY result forever: the probe
+ * never asks for one, so it is a protocol error, and the connection
+ * goes (PQfinish ends it without waiting on the server).
+ */
+static bool is_copy(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	return st == PGRES_COPY_OUT || st == PGRES_COPY_IN || st == PGRES_COPY_BOTH;
+}
+
+static void fail_copy(struct poller *p, PGresult *res)
+{
+	PQclear(res);
+	fail_round(p, PROBE_QUERY_FAILED, "protocol error: the server answered with COPY");
+}
+
+/* Append one single-row result to pending; -1 when that ended the round. */
+static int add_row(struct poller *p, PGresult *row)
+{
+	if (!p->accumulating) {
+		PQclear(p->pending);
+		p->pending = PQcopyResult(row, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+		p->accumulating = p->pending != NULL;
+	} else {
+		int r = PQntuples(p->pending);
+
+		for (int c = 0; c < PQnfields(row) && p->accumulating; c++) {
+			bool null = PQgetisnull(row, 0, c);
+
+			p->accumulating = PQsetvalue(p->pending, r, c, null ? NULL : PQgetvalue(row, 0, c),
+						     null ? -1 : PQgetlength(row, 0, c));
+		}
+	}
+	PQclear(row);
+	if (!p->accumulating) {
+		fail_round(p, PROBE_QUERY_FAILED, "out of memory reading the probe's rows");
+		return -1;
+	}
+	if (++p->rows > PROBE_MAX_ROWS) {
+		fail_round(p, PROBE_QUERY_FAILED, "protocol error: the server sent over %d rows",
+			   PROBE_MAX_ROWS);
+		return -1;
+	}
+	return 0;
+}
+
+/* Keep what counts of one result; -1 when it ended the round. */
+static int take_result(struct poller *p, PGresult *res)
+{
+	if (is_copy(res)) {
+		fail_copy(p, res);
+		return -1;
+	}
+	if (PQresultStatus(res) == PGRES_SINGLE_TUPLE)
+		return add_row(p, res);
+	if (p->accumulating && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
+		/* the end of a single-row stream: the rows collected are the answer */
+		PQclear(res);
+		p->accumulating = false;
+		return 0;
+	}
+	PQclear(p->pending);
+	p->pending = res;
+	p->accumulating = false;
+	p->rows = 0;
+	return 0;
+}
+
+/* More is buffered than one turn may take: come back after the other events. */
+static void yield_turn(struct poller *p)
+{
+	if (p->io)
+		event_active(p->io, EV_READ, 0);
+}
+
 /* Drain what arrived; act only once the whole query result is in. */
 static void read_results(struct poller *p)
 {
@@ -313,23 +507,32 @@ static void read_results(struct poller *p)
 
 	if (!PQconsumeInput(p->conn)) {
 		fail_round(p, PROBE_CONNECTION_LOST, "connection lost: %s",
-			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
+			   server_text(p, PQerrorMessage(p->conn), msg, sizeof(msg)));
 		return;
 	}
-	while (!PQisBusy(p->conn)) {
-		PGresult *res = PQgetResult(p->conn);
+	if (over_budget(p))
+		return;
+	for (int n = 0; n < RESULTS_PER_TURN; n++) {
+		PGresult *res;
 
+		if (PQisBusy(p->conn)) {
+			watch(p, EV_READ);
+			return;
+		}
+		res = PQgetResult(p->conn);
 		if (!res) {
 			PGresult *final = p->pending;
 
 			p->pending = NULL;
+			p->rows = 0;
+			p->accumulating = false;
 			handle_final_result(p, final);
 			return;
 		}
-		PQclear(p->pending);
-		p->pending = res;
+		if (take_result(p, res) < 0)
+			return;
 	}
-	watch(p, EV_READ);
+	yield_turn(p);
 }
 
 /* Between rounds the server may close on us (restart, idle kill). */
@@ -341,20 +544,35 @@ static void check_idle_connection(struct poller *p)
 
 	if (!PQconsumeInput(p->conn) || PQstatus(p->conn) != CONNECTION_OK) {
 		fail_round(p, PROBE_CONNECTION_LOST, "connection lost: %s",
-			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
+			   server_text(p, PQerrorMessage(p->conn), msg, sizeof(msg)));
 		return;
 	}
-	while ((note = PQnotifies(p->conn)) != NULL)
-		PQfreemem(note);
-	while (!PQisBusy(p->conn) && (res = PQgetResult(p->conn)) != NULL)
+	if (over_budget(p))
+		return;
+	for (int n = 0; n < RESULTS_PER_TURN; n++) {
+		if ((note = PQnotifies(p->conn)) != NULL) {
+			PQfreemem(note);
+			continue;
+		}
+		if (PQisBusy(p->conn) || (res = PQgetResult(p->conn)) == NULL) {
+			watch(p, EV_READ);
+			return;
+		}
+		if (is_copy(res)) {
+			fail_copy(p, res);
+			return;
+		}
 		PQclear(res);
-	watch(p, EV_READ);
+	}
+	yield_turn(p);
 }
 
 static void continue_connect(struct poller *p)
 {
 	char msg[REASON_MAX];
 
+	if (over_budget(p))
+		return;
 	switch (PQconnectPoll(p->conn)) {
 	case PGRES_POLLING_READING:
 		watch(p, EV_READ);
@@ -371,15 +589,13 @@ static void continue_connect(struct poller *p)
 		break;
 	default:
 		fail_round(p, PROBE_CONNECT_FAILED, "connection failed: %s",
-			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
+			   server_text(p, PQerrorMessage(p->conn), msg, sizeof(msg)));
 		break;
 	}
 }
 
-static void on_io(evutil_socket_t fd, short what, void *arg)
+static void handle_io(struct poller *p, short what)
 {
-	struct poller *p = arg;
-
 	if ((what & EV_WRITE) && p->phase != PHASE_CONNECTING && PQflush(p->conn) == 1) {
 		watch(p, EV_READ | EV_WRITE);
 		return;
@@ -400,6 +616,15 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	case PHASE_RESOLVING:
 		break;
 	}
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	read_budget_begin(PQsocket(p->conn), READ_PER_TURN);
+	handle_io(p, what);
+	read_budget_end();
 }
 
 static void start_connect(struct poller *p)
@@ -427,11 +652,13 @@ static void start_connect(struct poller *p)
 		fail_round(p, PROBE_CONNECT_FAILED, "out of memory starting a connection");
 		return;
 	}
+	PQsetNoticeProcessor(p->conn, on_notice, p);
+	p->bytes_baseline = 0; /* a new socket counts from zero */
 	if (PQstatus(p->conn) == CONNECTION_BAD) {
 		char msg[REASON_MAX];
 
 		fail_round(p, PROBE_CONNECT_FAILED, "connection failed: %s",
-			   first_line(PQerrorMessage(p->conn), msg, sizeof(msg)));
+			   server_text(p, PQerrorMessage(p->conn), msg, sizeof(msg)));
 		return;
 	}
 	p->phase = PHASE_CONNECTING;
@@ -548,8 +775,10 @@ static void start_round(struct poller *p)
 	p->in_round = true;
 	p->round_started_ms = clock_ms();
 	evtimer_add(p->deadline, &tv);
-	if (p->phase == PHASE_CONNECTED)
+	if (p->phase == PHASE_CONNECTED) {
+		reset_byte_budget(p);
 		send_probe(p);
+	}
 	else
 		begin_connect(p);
 }

@@ -10,10 +10,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "privileges.h"
+
+/*
+ * Started directly as an unprivileged user (as the shipped unit does),
+ * a process is dumpable: a crash would write the passwords it holds
+ * into a core file. Not dumpable also makes /proc/PID/mem and ptrace
+ * root's only.
+ */
+int privileges_no_core_dumps(void)
+{
+	return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
 
 int privileges_check_start(const struct agent_config *cfg, char *err, size_t errlen)
 {

@@ -11,6 +11,12 @@
 #include "config.h"
 #include "log.h"
 
+/*
+ * No core dump, no ptrace by other users: the process holds passwords.
+ * Called first thing, before the config is read; 0 or -1 (errno).
+ */
+int privileges_no_core_dumps(void);
+
 /* 0 if the daemon may start with these ids and this config, else -1 and why. */
 int privileges_check_start(const struct agent_config *cfg, char *err, size_t errlen);
 

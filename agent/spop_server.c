@@ -6,10 +6,19 @@
  * table, so ACKs leave in arrival order and never wait on PostgreSQL.
  * The codec (spoe/spop.h) parses and encodes; this file moves bytes,
  * enforces the limits and picks the variables.
+ *
+ * Memory: what clients can make the agent hold (reassembly buffers of
+ * fragmented NOTIFYs, ACKs queued to clients that do not read) shares
+ * one budget, SPOP_MEMORY_BUDGET. Past it, a new reassembly is refused
+ * with DISCONNECT 13 (resource allocation error) and a client that has
+ * left a backlog unread is shed the same way, its backlog dropped. A
+ * reassembly buffer is returned once its message is complete, and after
+ * a burst the freed heap goes back to the system (malloc_trim).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,7 +37,30 @@
  * us buffer without end: past this many unsent bytes we stop reading
  * from it until its output drains.
  */
-#define OUTPUT_PAUSE_BYTES (1024 * 1024)
+#define OUTPUT_PAUSE_BYTES (256 * 1024)
+
+/* Reassembly buffers and unsent ACKs of all connections together. */
+#define SPOP_MEMORY_BUDGET ((size_t)32 << 20)
+
+/*
+ * HAProxy keeps at most 20 frames in flight on a connection, a few KB of
+ * ACKs: a client with this much unsent is not reading, and the first to
+ * go when the budget is spent.
+ */
+#define BACKLOG_SHED_BYTES (16 * 1024)
+
+/*
+ * The kernel's share: a client that does not read would otherwise let
+ * its socket's send buffer autotune to megabytes, and hundreds of them
+ * push the whole TCP stack into memory pressure, slowing every other
+ * client. ACKs are small; HAProxy reads them at once.
+ */
+#define SOCKET_SEND_BUFFER (64 * 1024)
+
+/* Hand freed heap back this long after a burst of held memory or connections ended. */
+#define TRIM_DELAY_MS 1000
+#define TRIM_MIN_BYTES ((size_t)4 << 20)
+#define TRIM_MIN_CONNECTIONS 64
 
 /*
  * Input is consumed frame by frame as it arrives, so the input buffer
@@ -69,7 +101,8 @@ struct spop_conn {
 	bool read_paused;         /* the client is not reading our ACKs */
 	bool peer_closed;         /* EOF seen: no FIN to wait for */
 	struct spop_reasm reasm;
-	uint8_t *reasm_buf;       /* allocated at the first fragment */
+	uint8_t *reasm_buf;       /* allocated at a fragment, freed at the message's end */
+	struct evbuffer_cb_entry *output_watch; /* keeps server->queued_bytes */
 	char peer[PEER_NAME_MAX];
 };
 
@@ -86,6 +119,13 @@ struct spop_server {
 	struct timeval client_timeout;
 	struct timeval linger;
 	struct spop_server_stats stats;
+
+	/* the memory budget: reassembly buffers and unsent output, in bytes */
+	size_t reasm_bytes;
+	size_t queued_bytes;
+	size_t held_peak;         /* since the last trim */
+	int open_peak;            /* since the last trim */
+	struct event *trim_timer;
 };
 
 static struct timeval timeval_from_ms(int64_t ms)
@@ -100,7 +140,69 @@ static const struct logger *conn_log(const struct spop_conn *c)
 	return &c->server->agent->log;
 }
 
+/* ---- the memory budget -------------------------------------------- */
+
+static size_t held_bytes(const struct spop_server *s)
+{
+	return s->reasm_bytes + s->queued_bytes;
+}
+
+static void note_held(struct spop_server *s)
+{
+	if (held_bytes(s) > s->held_peak)
+		s->held_peak = held_bytes(s);
+	if (s->stats.open > s->open_peak)
+		s->open_peak = s->stats.open;
+}
+
+static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			     void *arg)
+{
+	struct spop_server *s = arg;
+
+	s->queued_bytes += info->n_added;
+	s->queued_bytes -= info->n_deleted < s->queued_bytes ? info->n_deleted : s->queued_bytes;
+	note_held(s);
+}
+
+static void release_reasm_buffer(struct spop_conn *c)
+{
+	if (!c->reasm_buf)
+		return;
+	free(c->reasm_buf);
+	c->reasm_buf = NULL;
+	c->server->reasm_bytes -= c->server->max_fragmented;
+	spop_reasm_init(&c->reasm, NULL, 0);
+}
+
+/* After a burst (much memory or many connections, now gone), trim the heap. */
+static void maybe_trim_later(struct spop_server *s)
+{
+	struct timeval tv = { .tv_sec = TRIM_DELAY_MS / 1000,
+			      .tv_usec = (TRIM_DELAY_MS % 1000) * 1000 };
+	bool memory_burst = s->held_peak >= TRIM_MIN_BYTES && held_bytes(s) < s->held_peak / 4;
+	bool connection_burst = s->open_peak >= TRIM_MIN_CONNECTIONS &&
+				s->stats.open < s->open_peak / 4;
+
+	if ((memory_burst || connection_burst) && !evtimer_pending(s->trim_timer, NULL))
+		evtimer_add(s->trim_timer, &tv);
+}
+
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+	struct spop_server *s = arg;
+
+	malloc_trim(0);
+	s->held_peak = held_bytes(s);
+	s->open_peak = s->stats.open;
+}
+
 /* ---- connection lifetime -------------------------------------------- */
+
+static size_t output_length(const struct spop_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
 
 static void conn_free(struct spop_conn *c)
 {
@@ -108,15 +210,16 @@ static void conn_free(struct spop_conn *c)
 
 	LIST_REMOVE(c, link);
 	s->stats.open--;
+	if (c->output_watch) {
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_watch);
+		s->queued_bytes -= output_length(c) < s->queued_bytes ? output_length(c)
+								       : s->queued_bytes;
+	}
+	release_reasm_buffer(c);
 	bufferevent_free(c->bev);
 	event_free(c->timer);
-	free(c->reasm_buf);
 	free(c);
-}
-
-static size_t output_length(const struct spop_conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	maybe_trim_later(s);
 }
 
 static void arm_timer(struct spop_conn *c, const struct timeval *tv)
@@ -375,19 +478,52 @@ static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t fram
 	s->stats.acks_sent++;
 }
 
-/* The reassembly buffer costs memory only on connections that fragment. */
+/*
+ * The reassembly buffer costs memory only while a connection has a
+ * fragmented message in flight, and only within the budget.
+ */
 static bool ensure_reasm_buffer(struct spop_conn *c, const struct spop_frame *f)
 {
-	size_t cap = c->server->max_fragmented;
+	struct spop_server *s = c->server;
+	size_t cap = s->max_fragmented;
 
 	if (c->reasm_buf || cap == 0 || f->type != SPOP_FRAME_NOTIFY ||
 	    (f->flags & (SPOP_FLAG_FIN | SPOP_FLAG_ABORT)))
 		return true;
+	if (held_bytes(s) + cap > SPOP_MEMORY_BUDGET)
+		return false;
 	c->reasm_buf = malloc(cap);
 	if (!c->reasm_buf)
 		return false;
+	s->reasm_bytes += cap;
+	note_held(s);
 	spop_reasm_init(&c->reasm, c->reasm_buf, cap);
 	return true;
+}
+
+/*
+ * DISCONNECT 13, and nothing more read from this client: its input
+ * would cost CPU to discard, and TCP flow control stops it instead.
+ */
+static void conn_shed(struct spop_conn *c)
+{
+	evbuffer_drain(bufferevent_get_output(c->bev), output_length(c));
+	release_reasm_buffer(c);
+	conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
+	/* the linger that follows waits for its timer, not for the client's FIN */
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+/*
+ * Over budget, a client that leaves a backlog unread goes first: its
+ * backlog is dropped and it is shed. Returns false if shed.
+ */
+static bool within_budget(struct spop_conn *c)
+{
+	if (held_bytes(c->server) <= SPOP_MEMORY_BUDGET || output_length(c) < BACKLOG_SHED_BYTES)
+		return true;
+	conn_shed(c);
+	return false;
 }
 
 static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
@@ -397,7 +533,7 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 	enum spop_status status;
 
 	if (!ensure_reasm_buffer(c, f)) {
-		conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
+		conn_shed(c);
 		return;
 	}
 	switch (spop_reasm_feed(&c->reasm, f, &payload, &len, &status)) {
@@ -406,6 +542,7 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 	case SPOP_REASM_ABORTED:
 		/* The stream is gone on HAProxy's side: nobody waits for an ACK. */
 		c->server->stats.aborted++;
+		release_reasm_buffer(c);
 		return;
 	case SPOP_REASM_ERROR:
 		conn_disconnect(c, status);
@@ -414,6 +551,7 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 		if (c->reasm_buf && payload == c->reasm_buf)
 			c->server->stats.reassembled++;
 		answer_notify(c, f->stream_id, f->frame_id, payload, len);
+		release_reasm_buffer(c);
 		return;
 	}
 }
@@ -500,6 +638,8 @@ static void process_input(struct spop_conn *c)
 		size_t frame_len;
 		const uint8_t *p;
 
+		if (!within_budget(c))
+			break;
 		if (output_length(c) > OUTPUT_PAUSE_BYTES) {
 			pause_reading(c);
 			break;
@@ -619,7 +759,7 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 {
 	struct event_base *base = s->agent->base;
 	struct spop_conn *c = calloc(1, sizeof(*c));
-	int one = 1;
+	int one = 1, send_buffer = SOCKET_SEND_BUFFER;
 
 	if (!c) {
 		evutil_closesocket(fd);
@@ -644,7 +784,15 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 	format_peer(sa, socklen, c->peer, sizeof(c->peer));
 	/* Small ACKs must leave at once: HAProxy's stream is waiting. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
 
+	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, s);
+	if (!c->output_watch) {
+		event_free(c->timer);
+		bufferevent_free(c->bev);
+		free(c);
+		return NULL;
+	}
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
 				 SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size + INPUT_SLACK_BYTES);
@@ -691,14 +839,19 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 									 : LINGER_MS);
 	s->scratch_cap = SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size;
 	s->scratch = malloc(s->scratch_cap);
-	if (!s->scratch) {
+	s->trim_timer = evtimer_new(a->base, on_trim, s);
+	if (!s->scratch || !s->trim_timer) {
 		snprintf(err, errlen, "out of memory");
+		if (s->trim_timer)
+			event_free(s->trim_timer);
+		free(s->scratch);
 		free(s);
 		return NULL;
 	}
 	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, "spop", on_accept, s,
 				   err, errlen);
 	if (!s->listener) {
+		event_free(s->trim_timer);
 		free(s->scratch);
 		free(s);
 		return NULL;
@@ -713,6 +866,7 @@ void spop_server_free(struct spop_server *s)
 	listener_free(s->listener);
 	while (!LIST_EMPTY(&s->conns))
 		conn_free(LIST_FIRST(&s->conns));
+	event_free(s->trim_timer);
 	free(s->scratch);
 	free(s);
 }

@@ -26,6 +26,9 @@ Modes ("reopen": true replaces each connection the agent closes):
               reading the ACKs
   http-flood  keep-alive GET requests as fast as possible, never
               reading the replies
+  spop-frag   HELLO, then a fragmented NOTIFY of "frag_bytes" (default
+              1000000) whose last fragment never comes (everything the
+              agent sends is read)
 
 The parent side is AbuseClients.
 """
@@ -152,6 +155,11 @@ class Abuser:
             self.hello = self.sp.hello(capabilities="pipelining")
             self.notify_block = b"".join(
                 self.sp.notify(1, i + 1, [self.sp.status_message(self.node)]) for i in range(64))
+        if self.mode == "spop-frag":
+            payload = self.sp.messages_payload(
+                [("pgbdr-status", [("node", "f" * cfg.get("frag_bytes", 1000000))])])
+            cuts = list(range(16000, len(payload), 16000))
+            self.frag_block = b"".join(self.sp.fragments(1, 1, payload, cuts)[:-1])
         self.get_block = (f"GET /node/{self.node} HTTP/1.1\r\nHost: x\r\n\r\n" * 64).encode()
 
     # -- connections -------------------------------------------------
@@ -186,7 +194,7 @@ class Abuser:
                 c.out = self.hello[:10]            # a partial HELLO
             else:
                 c.out = self.hello
-        elif mode == "spop-flood":
+        elif mode in ("spop-flood", "spop-frag"):
             c.out = self.hello
         elif mode == "http-flood":
             c.out = self.get_block
@@ -277,6 +285,8 @@ class Abuser:
                 if self.mode == "spop-idle" and c.variant == 1:
                     frame = sp.notify(1, 1, [sp.status_message(self.node)])
                     c.out = frame[:7]              # a partial NOTIFY
+                elif self.mode == "spop-frag":
+                    c.out = self.frag_block
                 self.update_events(c)
             elif f.type == sp.AGENT_DISCONNECT:
                 try:

@@ -35,14 +35,22 @@ static const struct parse_case cases[] = {
 	  "lag=16MB", 1, true, 0 },
 	{ "HEAD / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", HTTP_PARSE_OK, "HEAD", "/", "", 0,
 	  true, 0 },
-	{ "GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n", HTTP_PARSE_OK, "GET", "/", "", 1,
-	  false, 0 },
-	{ "GET /node/a%2Db HTTP/1.1\r\n\r\n", HTTP_PARSE_OK, "GET", "/node/a-b", "", 1, true, 0 },
-	{ "OPTIONS * HTTP/1.1\r\n\r\n", HTTP_PARSE_OK, "OPTIONS", "/", "", 1, true, 0 },
-	{ "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", HTTP_PARSE_OK, "POST", "/", "", 1,
-	  true, 5 },
-	{ "GET / HTTP/1.1\n\n", HTTP_PARSE_OK, "GET", "/", "", 1, true, 0 },
-	{ "GET / HTTP/1.1\r\nX-Empty:\r\n\r\n", HTTP_PARSE_OK, "GET", "/", "", 1, true, 0 },
+	{ "GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n", HTTP_PARSE_OK, "GET", "/",
+	  "", 1, false, 0 },
+	{ "GET /node/a%2Db HTTP/1.1\r\nHost: x\r\n\r\n", HTTP_PARSE_OK, "GET", "/node/a-b", "", 1,
+	  true, 0 },
+	{ "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", HTTP_PARSE_OK, "OPTIONS", "/", "", 1, true, 0 },
+	{ "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", HTTP_PARSE_OK, "POST",
+	  "/", "", 1, true, 5 },
+	{ "GET / HTTP/1.1\nHost: x\n\n", HTTP_PARSE_OK, "GET", "/", "", 1, true, 0 },
+	{ "GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n\r\n", HTTP_PARSE_OK, "GET", "/", "", 1,
+	  true, 0 },
+	/* the same Content-Length twice is one length */
+	{ "POST / HTTP/1.0\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", HTTP_PARSE_OK,
+	  "POST", "/", "", 0, false, 2 },
+	/* HTTP/1.0 needs no Host; a later 1.x minor is served as 1.1 */
+	{ "GET / HTTP/1.0\r\n\r\n", HTTP_PARSE_OK, "GET", "/", "", 0, false, 0 },
+	{ "GET / HTTP/1.2\r\nHost: x\r\n\r\n", HTTP_PARSE_OK, "GET", "/", "", 2, true, 0 },
 	/* incomplete: wait for more */
 	{ .input = "GET / HTTP/1.1\r\nHost: x\r\n", .result = HTTP_PARSE_INCOMPLETE },
 	{ .input = "", .result = HTTP_PARSE_INCOMPLETE },
@@ -51,7 +59,20 @@ static const struct parse_case cases[] = {
 	{ .input = "\r\n\r\n", .result = HTTP_PARSE_BAD },
 	{ .input = "GET  / HTTP/1.1\r\n\r\n", .result = HTTP_PARSE_BAD },
 	{ .input = "GET / HTTP/1.1 \r\n\r\n", .result = HTTP_PARSE_BAD },
-	{ .input = "GET / HTTP/2.0\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/2.0\r\n\r\n", .result = HTTP_PARSE_BAD_VERSION },
+	{ .input = "GET / HTTP/0.9\r\n\r\n", .result = HTTP_PARSE_BAD_VERSION },
+	{ .input = "GET / HTTP/3.0\r\nHost: x\r\n\r\n", .result = HTTP_PARSE_BAD_VERSION },
+	{ .input = "GET / HTTP/1.10\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/11\r\n\r\n", .result = HTTP_PARSE_BAD },
+	/* RFC 9112: conflicting lengths, a bare CR, Host missing or repeated */
+	{ .input = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+	  .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.1\rHost: x\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.1\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", .result = HTTP_PARSE_BAD },
+	{ .input = "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", .result = HTTP_PARSE_BAD },
 	{ .input = "GET / HTTP/1.x\r\n\r\n", .result = HTTP_PARSE_BAD },
 	{ .input = "GET relative HTTP/1.1\r\n\r\n", .result = HTTP_PARSE_BAD },
 	{ .input = "GET http://h/ HTTP/1.1\r\n\r\n", .result = HTTP_PARSE_BAD },
@@ -92,12 +113,12 @@ static void test_parse_table(void **state)
 
 static void test_head_len_leaves_the_next_request(void **state)
 {
-	const char *two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+	const char *two = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct http_request req;
 
 	assert_int_equal(http_parse_request(two, strlen(two), &req), HTTP_PARSE_OK);
 	assert_string_equal(req.path, "/a");
-	assert_int_equal(req.head_len, strlen("GET /a HTTP/1.1\r\n\r\n"));
+	assert_int_equal(req.head_len, strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
 	assert_int_equal(http_parse_request(two + req.head_len, strlen(two) - req.head_len, &req),
 			 HTTP_PARSE_OK);
 	assert_string_equal(req.path, "/b");
@@ -128,7 +149,7 @@ static void test_oversized_head(void **state)
 
 static void test_chunked_is_flagged(void **state)
 {
-	const char *in = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+	const char *in = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
 	struct http_request req;
 
 	assert_int_equal(http_parse_request(in, strlen(in), &req), HTTP_PARSE_OK);

@@ -1,0 +1,136 @@
+"""
+The SPOP memory budget (README, "Memory"): reassembly buffers and ACKs
+queued to clients that do not read share one cap, so that at the
+default settings
+
+- 1000 SPOP clients, each with a 1 MB fragmented NOTIFY in flight, and
+- 600 SPOP clients that never read their ACKs
+
+keep the agent's RSS under RSS_BUDGET_KB, the clients over the budget
+are shed with DISCONNECT 13 (resource allocation error), well-behaved
+clients keep their p99 (measure() of test_client_abuse) under 10 ms on
+a quiet machine, and the memory a burst took goes back once it is over.
+
+On a shared, loaded machine the same clients' p99 without any abuse can
+exceed 10 ms by itself; so the bound is 10 ms plus LOAD_FACTOR times
+the p99 measured just before the abuse (a quiet machine's few tenths of
+a millisecond add almost nothing). Starving the good clients, as the
+unbudgeted agent did (p99 396 ms), still fails.
+
+The nodes are fake_pg.py servers in their healthy mode.
+"""
+
+import resource
+import time
+
+import pytest
+
+from abuse_clients import AbuseClients
+from fake_pg import FakePg
+from fault_tools import ProcStats, binary_uses_asan, report
+from harness import Agent, free_port, wait_for
+from test_client_abuse import measure
+
+# The documented worst case of SPOP client memory (32 MB) plus the
+# agent's own footprint with 1600 connections open.
+RSS_BUDGET_KB = 64 * 1024
+# What a burst may leave held once it is over.
+RETURN_SLACK_KB = 8 * 1024
+CLIENT_TIMEOUT = 30.0   # the abusers' connections stay for the whole measure
+P99_QUIET = 0.010       # seconds
+LOAD_FACTOR = 3
+
+
+@pytest.fixture(scope="module")
+def agent(module_registry, module_password):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # the agent inherits it
+    fakes = [FakePg(module_registry, free_port()).start() for _ in range(2)]
+    items = {"interval": "1s", "timeout": "3s", "rise": 1, "fall": 3, "log_level": "info",
+             "client_timeout": f"{int(CLIENT_TIMEOUT * 1000)}ms",
+             "agent_listen": f"127.0.0.1:{free_port()}",
+             "spoe_listen": f"127.0.0.1:{free_port()}"}
+    a = Agent(module_registry, [
+        ("agent", items),
+        ("node.x", {"dsn": fakes[0].dsn(module_password), "flavor": "plain"}),
+        ("node.y", {"dsn": fakes[1].dsn(module_password), "flavor": "plain"}),
+    ], name="agent-budget")
+    a.agent_port = int(items["agent_listen"].rsplit(":", 1)[1])
+    a.spoe_port = int(items["spoe_listen"].rsplit(":", 1)[1])
+    a.start()
+    a.wait_state("x", "ready", 15)
+    a.wait_state("y", "ready", 15)
+    return a
+
+
+def settle_rss(stats, seconds=1.0):
+    """RSS once the agent has been idle a moment (lowest of a few samples)."""
+    lows = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        lows.append(stats.rss_kb())
+        time.sleep(0.05)
+    return min(lows)
+
+
+def assert_p99_near(result, baseline, label):
+    for kind in ("http", "agent-check", "spop"):
+        bound = P99_QUIET * 1000 + LOAD_FACTOR * baseline[kind]["p99_ms"]
+        assert result[kind]["p99_ms"] <= bound, (
+            f"{label}: {kind} p99 {result[kind]['p99_ms']} ms over {bound:.1f} ms "
+            f"(baseline {baseline[kind]}); all: {result}")
+
+
+def run_abuse(module_registry, agent, mode, count, until_held_kb):
+    """Measure the well-behaved clients alone, then start `count`
+    abusers, wait until the agent holds what they make it hold, and
+    measure again; returns (baseline, result, abusers' report, RSS
+    before, peak RSS)."""
+    stats = ProcStats(agent.pid)
+    baseline = measure(agent, label=f"baseline {mode}")
+    before = settle_rss(stats)
+    abusers = AbuseClients(module_registry, mode, agent.spoe_port, count, node="x").start(120)
+    peak = stats.rss_kb()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and stats.rss_kb() - before < until_held_kb:
+            peak = max(peak, stats.rss_kb())
+            time.sleep(0.05)
+        result = measure(agent, seconds=5, label=f"budget {mode}")
+        peak = max(peak, result["rss_peak_kb"], stats.rss_kb())
+    finally:
+        rep = abusers.stop()
+    return baseline, result, rep, before, peak
+
+
+def disconnect_codes(rep):
+    return [c[3] for c in rep["closed"]]
+
+
+@pytest.mark.slow
+def test_fragmented_notifies_within_budget(module_registry, agent):
+    baseline, result, rep, before, peak = run_abuse(module_registry, agent, "spop-frag", 1000,
+                                          until_held_kb=24 * 1024)
+    report({"budget": "spop-frag", "rss_before_kb": before, "rss_peak_kb": peak})
+    assert rep["opened"] >= 990, rep["n_errors"]
+    shed = [d for d in disconnect_codes(rep) if d == "disconnect 13"]
+    assert len(shed) >= 900, f"only {len(shed)} shed: {disconnect_codes(rep)[:20]}"
+    if not binary_uses_asan():
+        assert peak < RSS_BUDGET_KB, f"peak RSS {peak} kB, before {before} kB"
+    assert_p99_near(result, baseline, "1000 fragmented NOTIFYs in flight")
+
+
+@pytest.mark.slow
+def test_non_reading_clients_within_budget_and_memory_returned(module_registry, agent):
+    stats = ProcStats(agent.pid)
+    baseline, result, rep, before, peak = run_abuse(module_registry, agent, "spop-flood", 600,
+                                          until_held_kb=24 * 1024)
+    report({"budget": "spop-flood", "rss_before_kb": before, "rss_peak_kb": peak})
+    assert rep["opened"] >= 590, rep["n_errors"]
+    if not binary_uses_asan():
+        assert peak < RSS_BUDGET_KB, f"peak RSS {peak} kB, before {before} kB"
+    assert_p99_near(result, baseline, "600 clients not reading")
+    if not binary_uses_asan():
+        # the connections are gone: the heap they used goes back
+        wait_for(lambda: stats.rss_kb() < before + RETURN_SLACK_KB, 10, 0.1,
+                 desc=f"RSS back under {before + RETURN_SLACK_KB} kB (was {peak} kB at peak)")
