@@ -5,13 +5,27 @@
 -- the last good answer in memory. Routing then reads that copy: no
 -- round trip to the agent per connection or request, unlike SPOE.
 --
--- Sample fetches, for use_backend, use-server, acls or set-var:
+-- The fast path: the task also writes the copy into an HAProxy map
+-- (PGBDR_LUA_MAP), which native converters read with no Lua at all:
+--   str(write_node),map(FILE)    the write leader; no entry when none
+--   str(best_node),map(FILE)     the serving node with the least lag
+--   str(ready.NAME),map(FILE)    "1" when NAME is ready or degraded
+--   str(weight.NAME),map(FILE)   NAME's weight while it serves
+-- Entries go away when the copy ages out, so a lookup then finds
+-- nothing (fail closed). FILE must exist when HAProxy starts (it may be
+-- empty); the script changes HAProxy's copy in memory, never the file.
+--
+-- Sample fetches, for use_backend, use-server, acls or set-var. Each use
+-- runs Lua once per connection or request, which costs far more than a
+-- map lookup (see bench/RESULTS.md, "Lua routing"):
 --   lua.pgbdr_write_node      the write leader's name, "" when none
 --   lua.pgbdr_best_node       the serving node with the least lag, ""
 --   lua.pgbdr_ready(NAME)     true when NAME is ready or degraded
 --   lua.pgbdr_weight(NAME)    NAME's weight, 0..100 (0 when unknown)
 -- Every one of them answers as if no node served once the status is
 -- older than max_age: writes then find no server (fail closed).
+-- A watchdog task applies that age limit to the map and the driven
+-- servers every 100 ms, also while a poll waits on a hung agent.
 --
 -- Optionally the task also drives the servers of named backends, as
 -- agent-check would, but from the same copy:
@@ -34,6 +48,7 @@
 --                         is the agent's own staleness plus the time
 --                         since the answer came
 --   PGBDR_LUA_DRIVE       backend:weight[,backend:write...] (empty: none)
+--   PGBDR_LUA_MAP         the map file the config looks up (empty: none)
 --
 -- Why core.tcp and not core.httpclient: one kept-alive connection per
 -- agent instead of a new one per poll, and the script reads the reply
@@ -104,6 +119,7 @@ local config = {
 	timeout = env_ms("PGBDR_LUA_TIMEOUT", 1000),
 	max_age = env_ms("PGBDR_LUA_MAX_AGE", 3000),
 	drive = parse_drive(os.getenv("PGBDR_LUA_DRIVE")),
+	map = (os.getenv("PGBDR_LUA_MAP") or "") ~= "" and os.getenv("PGBDR_LUA_MAP") or nil,
 }
 
 -- State shared by the task and the fetches ---------------------------------
@@ -430,40 +446,108 @@ end
 
 -- The task ---------------------------------------------------------------------
 
-local function poll_round()
-	local st, why = poll_agents()
-	if st ~= nil then
-		current = st
+-- The HAProxy map the script keeps for native lookups (PGBDR_LUA_MAP):
+-- key -> value as wanted now; only changes are written.
+local published = {}
+
+local function map_entries(status)
+	local want = {}
+	if status == nil then
+		return want
 	end
-	local now = now_ms()
-	local usable = usable_status()
-	if usable ~= nil and not fresh then
-		log_info("status from agent " .. usable.agent .. ": write node '"
-		         .. usable.write_node .. "'")
-	elseif usable == nil and (fresh or current == nil) and why ~= nil then
-		local age = status_age(current, now)
-		log_warning("no usable status (" .. (age and ("last one " .. age .. " ms old, ")
-		            or "none yet, ") .. "limit " .. config.max_age .. " ms; " .. why
-		            .. "): no write node, driven servers in maintenance")
+	if status.write_node ~= "" then
+		want.write_node = status.write_node
 	end
-	fresh = usable ~= nil
-	drive_servers(usable)
+	if status.best_node ~= "" then
+		want.best_node = status.best_node
+	end
+	for name, node in pairs(status.nodes) do
+		if SERVING[node.state] then
+			want["ready." .. name] = "1"
+			want["weight." .. name] = tostring(node.weight)
+		end
+	end
+	return want
 end
 
-local function task()
-	local last_write = nil
+local function publish_map(status)
+	if config.map == nil then
+		return
+	end
+	local want = map_entries(status)
+	-- removals first: a leader change never shows two write nodes
+	for key in pairs(published) do
+		if want[key] == nil then
+			core.del_map(config.map, key)
+			published[key] = nil
+		end
+	end
+	for key, value in pairs(want) do
+		if published[key] ~= value then
+			core.set_map(config.map, key, value)
+			published[key] = value
+		end
+	end
+end
+
+local last_error = nil    -- why the last poll found no good answer
+local warned = false      -- "no usable status" logged since the last fresh one
+local last_write = ""
+
+-- Bring the map and the driven servers in line with the copy, now.
+-- Called after every poll and by the watchdog between polls, so that a
+-- copy ages out on time even while a poll waits on a hung agent.
+local function apply()
+	local now = now_ms()
+	local usable = usable_status()
+	if usable ~= nil then
+		if not fresh then
+			log_info("status from agent " .. usable.agent)
+		end
+		warned = false
+	elseif not warned and (current ~= nil or last_error ~= nil) then
+		local age = status_age(current, now)
+		log_warning("no usable status (" .. (age and ("last one " .. age .. " ms old")
+		            or "none yet") .. ", limit " .. config.max_age .. " ms"
+		            .. (last_error and ("; " .. last_error) or "; agents not answering")
+		            .. "): no write node, driven servers in maintenance")
+		warned = true
+	end
+	fresh = usable ~= nil
+	publish_map(usable)
+	drive_servers(usable)
+	local write = usable and usable.write_node or ""
+	if write ~= last_write then
+		log_info("write node: '" .. last_write .. "' -> '" .. write .. "'")
+		last_write = write
+	end
+end
+
+local function poll_task()
 	while true do
-		local ok, err = pcall(poll_round)
+		local ok, err = pcall(function()
+			local st, why = poll_agents()
+			if st ~= nil then
+				current = st
+			end
+			last_error = why
+			apply()
+		end)
 		if not ok then
 			log_warning("poll failed: " .. tostring(err))
 		end
-		local st = usable_status()
-		local write = st and st.write_node or ""
-		if write ~= last_write then
-			log_info("write node: '" .. (last_write or "") .. "' -> '" .. write .. "'")
-			last_write = write
-		end
 		core.msleep(config.interval)
+	end
+end
+
+local function watchdog_task()
+	local period = math.min(100, config.interval)
+	while true do
+		core.msleep(period)
+		local ok, err = pcall(apply)
+		if not ok then
+			log_warning("watchdog failed: " .. tostring(err))
+		end
 	end
 end
 
@@ -499,4 +583,5 @@ core.register_fetches("pgbdr_best_node", fetch_best_node)
 core.register_fetches("pgbdr_ready", fetch_ready)
 core.register_fetches("pgbdr_weight", fetch_weight)
 core.register_init(check_backends)
-core.register_task(task)
+core.register_task(poll_task)
+core.register_task(watchdog_task)

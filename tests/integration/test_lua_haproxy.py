@@ -63,6 +63,7 @@ def lua_haproxy(registry, pgs, agents, max_age_ms=MAX_AGE_MS):
         "PGBDR_WRITE_LISTEN": f"127.0.0.1:{free_port()}",
         "PGBDR_READ_LISTEN": f"127.0.0.1:{free_port()}",
         "PGBDR_CHECK_INTER": "500ms",
+        "PGBDR_MAP": os.path.join(HAPROXY_EXAMPLES, "pgbdr.map"),
     }
     for i, name in enumerate(NODES, 1):
         env[f"PGBDR_NODE{i}"] = f"127.0.0.1:{pgs[name].port}"
@@ -147,6 +148,7 @@ def cluster_ok(pgs, agent, haproxy, module_password):
 def test_example_file_is_valid_with_its_defaults():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
     env["PGBDR_LUA_SCRIPT"] = LUA_SCRIPT
+    env["PGBDR_MAP"] = os.path.join(HAPROXY_EXAMPLES, "pgbdr.map")
     env["PGBDR_STATS_SOCKET"] = "/tmp/pgbdr-lua-check.sock"
     r = subprocess.run(["haproxy", "-c", "-f", CFG], env=env, capture_output=True, text=True,
                        timeout=30)
