@@ -21,6 +21,7 @@ from harness import (FAST_AGENT, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer, fre
 NODES = ("node1", "node2", "node3")       # priorities 10, 20, 30: node1 preferred
 LUA_SCRIPT = os.path.join(HAPROXY_EXAMPLES, "pgbdr.lua")
 CFG = os.path.join(HAPROXY_EXAMPLES, "lua-tcp.cfg")
+MAP_FILE = os.path.join(HAPROXY_EXAMPLES, "pgbdr.map")
 POLL_MS = 100
 MAX_AGE_MS = 1500
 RETURN_DELAY = 3.0
@@ -63,7 +64,7 @@ def lua_haproxy(registry, pgs, agents, max_age_ms=MAX_AGE_MS):
         "PGBDR_WRITE_LISTEN": f"127.0.0.1:{free_port()}",
         "PGBDR_READ_LISTEN": f"127.0.0.1:{free_port()}",
         "PGBDR_CHECK_INTER": "500ms",
-        "PGBDR_MAP": os.path.join(HAPROXY_EXAMPLES, "pgbdr.map"),
+        "PGBDR_MAP": MAP_FILE,
     }
     for i, name in enumerate(NODES, 1):
         env[f"PGBDR_NODE{i}"] = f"127.0.0.1:{pgs[name].port}"
@@ -148,7 +149,7 @@ def cluster_ok(pgs, agent, haproxy, module_password):
 def test_example_file_is_valid_with_its_defaults():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
     env["PGBDR_LUA_SCRIPT"] = LUA_SCRIPT
-    env["PGBDR_MAP"] = os.path.join(HAPROXY_EXAMPLES, "pgbdr.map")
+    env["PGBDR_MAP"] = MAP_FILE
     env["PGBDR_STATS_SOCKET"] = "/tmp/pgbdr-lua-check.sock"
     r = subprocess.run(["haproxy", "-c", "-f", CFG], env=env, capture_output=True, text=True,
                        timeout=30)
@@ -333,3 +334,72 @@ def test_bad_agent_output_never_routes_wrongly(module_registry, pgs, cluster_ok,
     fake.serve(compact_doc(2, GOOD_NODES, write="node3", best="node1"))
     wait_writes_on(h, pgs, module_password, "node3", 10)
     assert h.proc.poll() is None
+
+
+def show_map(haproxy):
+    """HAProxy's in-memory copy of the map the script keeps: {key: value}."""
+    out = {}
+    for line in haproxy.command(f"show map {MAP_FILE}").splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out[parts[1]] = parts[2]
+    return out
+
+
+def test_map_follows_the_agent(pgs, agent, haproxy, cluster_ok):
+    """The map lookups the config routes on carry the agent's answer."""
+    want = {"write_node": "node1", "best_node": agent.status_json()["best_node"]}
+    for name in NODES:
+        want[f"ready.{name}"] = "1"
+        want[f"weight.{name}"] = "100"
+    wait_for(lambda: show_map(haproxy) == want, 5, desc=f"map {want}")
+    pgs["node3"].kill()
+    agent.wait_state("node3", "down", 10)
+    del want["ready.node3"], want["weight.node3"]
+    want["best_node"] = agent.status_json()["best_node"]
+    wait_for(lambda: show_map(haproxy) == want, 5, desc=f"map {want}")
+
+
+FETCH_CFG = """
+global
+    log stderr format short local0 info
+    stats socket "${PGBDR_STATS_SOCKET}" mode 600 level admin
+    setenv PGBDR_LUA_AGENTS "${PGBDR_AGENTS}"
+    setenv PGBDR_LUA_INTERVAL 100
+    setenv PGBDR_LUA_MAX_AGE 1500
+    lua-load "${PGBDR_LUA_SCRIPT}"
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+
+frontend fetches
+    bind "${PGBDR_HTTP_LISTEN}"
+    http-request return status 200 content-type text/plain lf-string "write=%[lua.pgbdr_write_node] best=%[lua.pgbdr_best_node] ready1=%[lua.pgbdr_ready(node1)] ready3=%[lua.pgbdr_ready(node3)] ready9=%[lua.pgbdr_ready(node9)] weight2=%[lua.pgbdr_weight(node2)]\\n"
+"""
+
+
+def test_sample_fetches(module_registry):
+    """lua.pgbdr_* answer from the copy, and answer "no node" once it is old."""
+    fake = module_registry.add(FakeAgent().start())
+    fake.serve(compact_doc(1, GOOD_NODES, write="node3", best="node1"))
+    d = module_registry.mkdtemp("lua-fetch-cfg")
+    cfg = os.path.join(d, "fetches.cfg")
+    with open(cfg, "w") as f:
+        f.write(FETCH_CFG)
+    port = free_port()
+    h = HAProxy(module_registry, cfg, {"PGBDR_AGENTS": fake.addr, "PGBDR_LUA_SCRIPT": LUA_SCRIPT,
+                                       "PGBDR_HTTP_LISTEN": f"127.0.0.1:{port}"}).start()
+
+    def body():
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as r:
+            return r.read().decode().strip()
+    fresh = "write=node3 best=node1 ready1=1 ready3=1 ready9=0 weight2=37"
+    wait_for(lambda: body() == fresh, 10, desc=fresh)
+    fake.serve(b"garbage\n")
+    stale = "write= best= ready1=0 ready3=0 ready9=0 weight2=0"
+    wait_for(lambda: body() == stale, 10, desc=stale)
+    assert "not a pgbdr-compact 1 document" in h.log()
