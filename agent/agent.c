@@ -73,6 +73,7 @@ static void publish(struct node *n)
 	n->readable = state_is_serving(n->judged_read.state) && !a->maintenance;
 	log_transition(a, &n->status, &next);
 	n->status = next;
+	a->status_seq++;
 }
 
 static void publish_all(struct agent *a)

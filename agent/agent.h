@@ -91,6 +91,11 @@ struct agent {
 	uint64_t reloads;
 	uint64_t reload_failures;
 
+	/* bumped whenever a status is published (every probe round, leader
+	 * and maintenance changes): lets a poller tell a new answer from an
+	 * old one (/compact) */
+	uint64_t status_seq;
+
 	/* --once / --inetd: stop the loop when every node has been probed */
 	bool exit_after_first_round;
 };

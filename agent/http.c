@@ -161,6 +161,9 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 		set_reply(r, 200, "OK");
 		r->content_type = "application/json";
 		render_status_json(a, r->body);
+	} else if (strcmp(path, "/compact") == 0) {
+		set_reply(r, 200, "OK");
+		render_status_compact(a, r->body);
 	} else if (strcmp(path, "/metrics") == 0) {
 		set_reply(r, 200, "OK");
 		r->content_type = "text/plain; version=0.0.4; charset=utf-8";

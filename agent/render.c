@@ -172,3 +172,75 @@ void render_status_table(const struct agent *a, struct evbuffer *out)
 				    st->reason);
 	}
 }
+
+/*
+ * The compact rendering, made for haproxy-examples/pgbdr.lua: a line
+ * per record, words separated by one space, no quoting, so that a
+ * poller can parse it with a pattern per line and bound what it reads.
+ *
+ *     pgbdr-compact 1
+ *     seq 1234                  status_seq: grows with every publish
+ *     staleness_ms 180          age of the oldest node status
+ *     write_node node1          "-" when there is none
+ *     best_node node2           "-" when no node serves
+ *     ready_nodes 3
+ *     node NAME STATE WEIGHT WRITE LAG_BYTES   (WRITE 0/1, LAG "-" if unknown)
+ *     end 3                     the node count again: a cut reply lacks it
+ *
+ * A node's status age counts from its last probe, good or bad: a node
+ * found down a moment ago has a fresh status. A node never probed ages
+ * from the agent's start.
+ */
+static void compact_word(struct evbuffer *out, const char *s)
+{
+	if (!s || !s[0]) {
+		evbuffer_add(out, "-", 1);
+		return;
+	}
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		/* names come from catalogs too: keep each one a single word */
+		evbuffer_add(out, c > 0x20 && c < 0x7f ? (const char *)s : "?", 1);
+	}
+}
+
+static int64_t compact_staleness_ms(const struct agent *a, int64_t now)
+{
+	int64_t oldest = 0;
+
+	for (int i = 0; i < a->n_nodes; i++) {
+		int64_t at = a->nodes[i].status.last_probe_at_ms;
+		int64_t age = now - (at ? at : a->started_at_ms);
+
+		if (age > oldest)
+			oldest = age;
+	}
+	return oldest;
+}
+
+void render_status_compact(const struct agent *a, struct evbuffer *out)
+{
+	const struct node *best = agent_best_node(a);
+
+	evbuffer_add_printf(out, "pgbdr-compact 1\nseq %llu\nstaleness_ms %lld\nwrite_node ",
+			    (unsigned long long)a->status_seq,
+			    (long long)compact_staleness_ms(a, clock_ms()));
+	compact_word(out, agent_write_leader(a));
+	evbuffer_add_printf(out, "\nbest_node ");
+	compact_word(out, best ? best->status.name : NULL);
+	evbuffer_add_printf(out, "\nready_nodes %d\n", agent_ready_nodes(a));
+	for (int i = 0; i < a->n_nodes; i++) {
+		const struct node_status *st = &a->nodes[i].status;
+
+		evbuffer_add(out, "node ", 5);
+		compact_word(out, st->name);
+		evbuffer_add_printf(out, " %s %d %d ", state_name(st->state), st->weight,
+				    st->write_leader ? 1 : 0);
+		if (st->lag_bytes_known)
+			evbuffer_add_printf(out, "%lld\n", (long long)st->lag_bytes);
+		else
+			evbuffer_add(out, "-\n", 2);
+	}
+	evbuffer_add_printf(out, "end %d\n", a->n_nodes);
+}

@@ -16,6 +16,12 @@ void render_status_line(const struct node *n, struct evbuffer *out);
 /* The /status document (see README "/status"). */
 void render_status_json(const struct agent *a, struct evbuffer *out);
 
+/*
+ * The /compact document, for pollers without a JSON parser (the HAProxy
+ * Lua script): one "key value..." record per line, see render.c.
+ */
+void render_status_compact(const struct agent *a, struct evbuffer *out);
+
 /* The --once table. */
 void render_status_table(const struct agent *a, struct evbuffer *out);
 
