@@ -302,3 +302,95 @@ def test_maintenance_on_leader_cuts_its_sessions_first(pg, pernode, module_passw
     finally:
         conn.close()
         os.unlink(agents[leader].maintenance_file)
+
+
+def start_central_agent(registry, pg, password, etcd, label):
+    agent_port = free_port()
+    sections = [("agent", dict(AGENT, agent_listen=f"127.0.0.1:{agent_port}"))]
+    for i, name in enumerate(NODES, 1):
+        sections.append((f"node.{name}", {
+            "dsn": pg.tcp_dsn(name, password=password), "flavor": "bdr", "priority": 10 * i}))
+    sections.append(etcd_section(etcd, "central"))
+    a = Agent(registry, sections, name=f"agent-{label}")
+    a.agent_port = agent_port
+    return a.start()
+
+
+def lease(agent):
+    try:
+        return agent.status_json()["etcd"]["lease"]
+    except Exception:  # noqa: BLE001 - a dead agent holds nothing
+        return None
+
+
+def test_central_agents_two_haproxies_never_two_writers(module_registry, pg, pernode, etcd,
+                                                        module_password, record_property):
+    # The per-node agents of the module keep running on their own key.
+    centrals = {lbl: start_central_agent(module_registry, pg, module_password, etcd, lbl)
+                for lbl in ("central-a", "central-b")}
+    for a in centrals.values():
+        for n in NODES:
+            a.wait_state(n, "ready", 10)
+    haproxies = [start_haproxy(module_registry, haproxy_env(pg, lambda n, a=a: a))
+                 for a in centrals.values()]
+    wait_for(lambda: all(up_writers(h) == ["node1"] for h in haproxies), TTL + SETTLE + 10,
+             desc="both HAProxies: node1 UP")
+    holders = [lbl for lbl, a in centrals.items() if lease(a) == "held"]
+    assert len(holders) == 1, {lbl: lease(a) for lbl, a in centrals.items()}
+    assert etcd.get_key("/pgbdr-agent/central/leader")[0] == "node1"
+
+    sampler = Sampler({}, haproxies).start()
+    try:
+        # 1. node1 not ready: node2 takes over on both HAProxies.
+        sampler.mark("node1 not ready")
+        q(pg, "node1", "UPDATE bdr.bdr_nodes SET node_status = 'k' WHERE node_name = 'node1'")
+        wait_for(lambda: all(up_writers(h) == ["node2"] for h in haproxies), SETTLE + 10,
+                 interval=0.1, desc="both HAProxies: node2 UP")
+        sampler.mark("node2 leads")
+        reset_node(pg, "node1")
+        for a in centrals.values():
+            a.wait_state("node1", "ready", 10)
+
+        # 2. etcd frozen past ttl: no write server UP anywhere.
+        sampler.mark("etcd stopped")
+        etcd.pause()
+        time.sleep(TTL + 1.5)
+        sampler.mark("etcd frozen past ttl")
+        wait_for(lambda: not any(up_writers(h) for h in haproxies), 3, interval=0.1,
+                 desc="no write server UP")
+        for a in centrals.values():
+            assert "etcd unreachable" in a.status_json()["write_node_reason"]
+        time.sleep(0.5)
+
+        # 3. etcd back: one writer.
+        sampler.mark("etcd back")
+        etcd.resume()
+        wait_for(lambda: len({tuple(up_writers(h)) for h in haproxies} - {()}) == 1,
+                 TTL + SETTLE + 10, interval=0.1, desc="one write server again")
+        sampler.mark("one leader after etcd")
+        time.sleep(1)
+
+        # 4. The agent holding the lease dies: the other takes the lease.
+        holder = next(lbl for lbl, a in centrals.items() if lease(a) == "held")
+        survivor = next(lbl for lbl in centrals if lbl != holder)
+        sampler.mark(f"{holder} killed")
+        centrals[holder].proc.send_signal(signal.SIGKILL)
+        centrals[holder].proc.wait(5)
+        t_kill = time.monotonic()
+        wait_for(lambda: lease(centrals[survivor]) == "held", TTL + 4, interval=0.1,
+                 desc=f"{survivor} holds the lease")
+        wait_for(lambda: centrals[survivor].status_json()["write_node"], SETTLE + 4,
+                 interval=0.1, desc=f"{survivor} names a leader")
+        took = time.monotonic() - t_kill
+        record_property("central_takeover_after_sigkill_s", round(took, 2))
+        print(f"\ncentral agent killed: the other leads after {took:.2f}s")
+        sampler.mark(f"{survivor} leads")
+        time.sleep(1)
+    finally:
+        sampler.stop()
+        etcd.resume()
+    assert not sampler.errors, sampler.errors
+    sampler.check_never_two()
+    frozen = [u for _, p, _, u in sampler.samples if p == "etcd frozen past ttl"]
+    assert frozen and not frozen[-1], sampler.text()
+    assert any(u == ["node2"] for _, p, _, u in sampler.samples if p == "node2 leads")
