@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "clock.h"
+#include "etcd.h"
 #include "evaluate.h"
 #include "poller.h"
 #include "systemd.h"
@@ -69,7 +70,7 @@ static void publish(struct node *n)
 
 	next.maintenance = a->maintenance;
 	status_apply_maintenance(&next);
-	next.write_leader = a->leader.leader[0] && strcmp(next.name, a->leader.leader) == 0;
+	next.write_leader = a->write_leader[0] && strcmp(next.name, a->write_leader) == 0;
 	n->readable = state_is_serving(n->judged_read.state) && !a->maintenance;
 	log_transition(a, &n->status, &next);
 	n->status = next;
@@ -95,6 +96,16 @@ static int64_t track_since(int64_t since, bool now_true, int64_t now_ms)
 }
 
 /*
+ * An agent that watches one node and no peers cannot tell whether some
+ * other agent names another node: it names its own only when the
+ * config says this node is alone (leader_without_peers).
+ */
+static bool may_lead_alone(const struct agent *a, const struct node *node)
+{
+	return a->etcd || a->n_nodes > 1 || node->n_peers > 0 || a->config.leader_without_peers;
+}
+
+/*
  * In catalog mode every node's agent must reach the same answer from
  * its own catalog, and none of them knows its peers' priorities: so
  * priorities are ignored there and names alone decide.
@@ -108,7 +119,8 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 		struct node *node = &a->nodes[i];
 
 		node->eligible_since_ms = track_since(node->eligible_since_ms,
-						      status_write_eligible(&node->status), now);
+						      status_write_eligible(&node->status) &&
+						      may_lead_alone(a, node), now);
 		c[n++] = (struct leader_candidate){
 			.name = node->judged.name,
 			.priority = agent_catalog_view(a) ? 0 : node->cfg->priority,
@@ -172,24 +184,80 @@ static bool view_is_complete(const struct agent *a, int64_t now)
 	       now - a->started_at_ms > a->config.timeout_ms + a->config.interval_ms;
 }
 
-static void update_leader(struct agent *a)
+static void elect_locally(struct agent *a, int64_t now)
 {
 	struct leader_candidate c[MAX_PEERS + 64];
+	int n = collect_candidates(a, now, c, (int)(sizeof(c) / sizeof(c[0])));
+
+	follow_catalog_choice(a, c, n);
+	leader_elect(c, n, &a->leader_policy, now, &a->leader);
+}
+
+/*
+ * The node this agent campaigns for in etcd: its own node while fit
+ * (one agent per node), else the one its own election names.
+ */
+static const char *campaign_candidate(const struct agent *a)
+{
+	if (a->n_nodes == 1)
+		return a->nodes[0].eligible_since_ms ? a->nodes[0].judged.name : "";
+	return a->leader.leader;
+}
+
+/* With [etcd]: the lease holder, if fencing allows and it is fit here. */
+static void lease_choice(struct agent *a, int64_t now, char *out, size_t len)
+{
+	const char *name;
+	const struct node *node;
+
+	etcd_set_candidate(a->etcd, campaign_candidate(a));
+	name = lease_leader(etcd_facts(a->etcd), etcd_policy(a->etcd), now,
+			    a->no_leader_reason, sizeof(a->no_leader_reason));
+	node = name[0] ? agent_find_node(a, name) : NULL;
+	if (node && !node->eligible_since_ms) {
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
+			 "etcd names %s, which is not fit to lead", name);
+		name = "";
+	}
+	snprintf(out, len, "%s", name);
+}
+
+static void local_choice(struct agent *a, char *out, size_t len)
+{
+	snprintf(out, len, "%s", a->leader.leader);
+	if (a->leader.pending[0])
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
+			 "handing over to %s", a->leader.pending);
+	else if (a->n_nodes == 1 && !may_lead_alone(a, &a->nodes[0]))
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
+			 "no peers known to elect among (leader_without_peers = no)");
+	else
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason), "none yet");
+}
+
+static void update_leader(struct agent *a)
+{
 	int64_t now = clock_ms();
-	char before[NODE_NAME_MAX];
-	int n;
+	char next[NODE_NAME_MAX];
 
 	if (!view_is_complete(a, now))
 		return;
-	n = collect_candidates(a, now, c, (int)(sizeof(c) / sizeof(c[0])));
-	follow_catalog_choice(a, c, n);
-	snprintf(before, sizeof(before), "%s", a->leader.leader);
-	if (!leader_elect(c, n, &a->leader_policy, now, &a->leader))
+	elect_locally(a, now);
+	if (a->etcd)
+		lease_choice(a, now, next, sizeof(next));
+	else
+		local_choice(a, next, sizeof(next));
+	if (strcmp(next, a->write_leader) == 0)
 		return;
-	log_info(&a->log, "write leader: %s -> %s%s%s", before[0] ? before : "(none)",
-		 a->leader.leader[0] ? a->leader.leader : "(none)",
-		 a->leader.pending[0] ? ", handing over to " : "", a->leader.pending);
+	log_info(&a->log, "write leader: %s -> %s%s%s", a->write_leader[0] ? a->write_leader : "(none)",
+		 next[0] ? next : "(none)", next[0] ? "" : ": ", next[0] ? "" : a->no_leader_reason);
+	snprintf(a->write_leader, sizeof(a->write_leader), "%s", next);
 	publish_all(a);
+}
+
+static void on_etcd_reply(void *arg)
+{
+	update_leader(arg);
 }
 
 static void remember_peers(struct node *n, const struct node_facts *facts, int64_t now)
@@ -391,6 +459,11 @@ int agent_init(struct agent *a, struct agent_config *config)
 	a->tick = event_new(a->base, -1, EV_PERSIST, on_tick, a);
 	if (!a->tick || event_add(a->tick, &tick) != 0)
 		return -1;
+	if (a->config.etcd.enabled &&
+	    !(a->etcd = etcd_new(a->base, a->dns, &a->config.etcd, a->config.leader_handover_ms,
+				 &a->log, on_etcd_reply, a)))
+		return -1;
+	snprintf(a->no_leader_reason, sizeof(a->no_leader_reason), "none yet");
 	watch_maintenance_file(a);
 	return 0;
 }
@@ -524,6 +597,8 @@ int agent_reload(struct agent *a, struct agent_config *next)
 	}
 	if (a->log.destination != a->config.log_destination)
 		log_warning(&a->log, "reload: log_destination changes only on restart");
+	if (a->config.etcd.enabled != (a->etcd != NULL))
+		log_warning(&a->log, "reload: [etcd] changes only on restart");
 	a->log.level = a->config.log_level;
 	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
 	a->leader_policy.handover_ms = a->config.leader_handover_ms;
@@ -540,6 +615,9 @@ void agent_start_pollers(struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)
 		poller_start(a->nodes[i].poller);
+	/* --once and --inetd look, they never campaign */
+	if (a->etcd && !a->exit_after_first_round)
+		etcd_start(a->etcd);
 }
 
 static void on_first_round_timeout(evutil_socket_t fd, short what, void *arg)
@@ -571,6 +649,8 @@ void agent_free(struct agent *a)
 		poller_free(a->nodes[i].poller);
 	free(a->nodes);
 	a->nodes = NULL;
+	etcd_free(a->etcd);
+	a->etcd = NULL;
 	unwatch_maintenance_file(a);
 	if (a->tick)
 		event_free(a->tick);
@@ -608,7 +688,27 @@ bool agent_all_probed(const struct agent *a)
 
 const char *agent_write_leader(const struct agent *a)
 {
-	return a->leader.leader;
+	return a->write_leader;
+}
+
+bool agent_write_verdict(const struct agent *a, const struct node *n, char *why, size_t len)
+{
+	const struct node_status *st = &n->status;
+	const char *leader = agent_write_leader(a);
+
+	if (st->write_leader && state_is_serving(st->state))
+		return true;
+	if (!why)
+		return false;
+	if (!state_is_serving(st->state))
+		snprintf(why, len, "not the write leader: %s",
+			 st->reason[0] ? st->reason : state_name(st->state));
+	else if (!leader[0] && strcmp(a->no_leader_reason, "none yet") != 0)
+		snprintf(why, len, "not the write leader (leader: none: %s)", a->no_leader_reason);
+	else
+		snprintf(why, len, "not the write leader (leader: %s)",
+			 leader[0] ? leader : "none yet");
+	return false;
 }
 
 static bool less_lagged(const struct node *a, const struct node *b)

@@ -8,6 +8,7 @@
 #define PGBDR_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "cluster.h"
 #include "config.h"
@@ -21,6 +22,7 @@ struct poller;
 struct http_server;
 struct spop_server;
 struct agentcheck_server;
+struct etcd_client;
 
 /* Upper bounds of the probe duration histogram, in milliseconds. */
 #define PROBE_DURATION_BUCKETS 11
@@ -76,8 +78,11 @@ struct agent {
 	int inotify_fd;                /* -1 when the maintenance file is not watched */
 	struct event *inotify_ev;
 
-	struct leader_state leader;
+	struct leader_state leader;     /* this agent's own election */
 	struct leader_policy leader_policy;
+	struct etcd_client *etcd;      /* [etcd]: the lease decides; else NULL */
+	char write_leader[NODE_NAME_MAX]; /* what every responder serves */
+	char no_leader_reason[REASON_MAX]; /* why write_leader is "" */
 	char hostname[NODE_NAME_MAX];
 	int64_t started_at_ms;
 
@@ -119,6 +124,13 @@ const struct node *agent_find_node(const struct agent *a, const char *name);
 
 /* The write leader's name, "" when there is none (yet). */
 const char *agent_write_leader(const struct agent *a);
+
+/*
+ * Whether node n takes writes now: the one decision behind /write and
+ * agent-check's "NAME write". When not, why holds one line saying why
+ * (why may be NULL).
+ */
+bool agent_write_verdict(const struct agent *a, const struct node *n, char *why, size_t len);
 
 /*
  * The serving node with the least known lag (unknown lag ranks after

@@ -76,25 +76,30 @@ static void format_down(char *buf, size_t len, const char *reason)
 			*p = ' ';
 }
 
+/* The write role is binary: up for the leader, down for everyone else. */
+static void format_write(const struct agent *a, const struct node *n, char *buf, size_t len)
+{
+	char why[REASON_MAX];
+
+	if (agent_write_verdict(a, n, why, sizeof(why)))
+		snprintf(buf, len, "up ready 100%%\n");
+	else
+		format_down(buf, len, why);
+}
+
 static void format_node(const struct agent *a, const struct node *n, bool write,
 			char *buf, size_t len)
 {
 	const struct node_status *st = &n->status;
-	const char *leader = agent_write_leader(a);
 
-	if (st->state == STATE_DRAINING) {
+	if (write)
+		format_write(a, n, buf, len);
+	else if (st->state == STATE_DRAINING)
 		snprintf(buf, len, "up drain\n");
-	} else if (!state_is_serving(st->state)) {
+	else if (!state_is_serving(st->state))
 		format_down(buf, len, st->reason[0] ? st->reason : "down");
-	} else if (write && !st->write_leader) {
-		char reason[NODE_NAME_MAX + 48];
-
-		snprintf(reason, sizeof(reason), "not the write leader (leader: %s)",
-			 leader[0] ? leader : "none yet");
-		format_down(buf, len, reason);
-	} else {
-		snprintf(buf, len, "up ready %d%%\n", write ? 100 : st->weight);
-	}
+	else
+		snprintf(buf, len, "up ready %d%%\n", st->weight);
 }
 
 void agentcheck_format_reply(const struct agent *a, const char *request,
@@ -243,10 +248,7 @@ static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int so
 	s->open_connections++;
 	LIST_INSERT_HEAD(&s->conns, c, link);
 	bufferevent_set_timeouts(c->bev, &io_timeout, &io_timeout);
-	if (a->n_nodes == 1) {
-		reply(c, "");
-		return;
-	}
+	/* with one node too: its agent-send line may ask about writes */
 	c->wait_timer = evtimer_new(a->base, on_wait_expired, c);
 	if (c->wait_timer) {
 		struct timeval wait = { .tv_sec = a->config.agent_send_wait_ms / 1000,

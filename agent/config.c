@@ -52,6 +52,7 @@ enum section_kind {
 	SECTION_AGENT,
 	SECTION_POLICY,
 	SECTION_NODE,
+	SECTION_ETCD,
 };
 
 enum setting_type {
@@ -81,6 +82,8 @@ struct setting {
 	{ SECTION_AGENT, name, type, offsetof(struct agent_config, field), min, max }
 #define POLICY(name, type, field, min, max) \
 	{ SECTION_POLICY, name, type, offsetof(struct agent_config, policy.field), min, max }
+#define ETCD(name, type, field, min, max) \
+	{ SECTION_ETCD, name, type, offsetof(struct agent_config, etcd.field), min, max }
 
 static const struct setting settings[] = {
 	AGENT("http_listen", TYPE_LISTEN, http_listen, 0, 0),
@@ -100,6 +103,7 @@ static const struct setting settings[] = {
 	AGENT("agent_send_wait", TYPE_DURATION, agent_send_wait_ms, 0, 60 * MS_PER_S),
 	AGENT("leader_return_delay", TYPE_DURATION, leader_return_delay_ms, 0, MS_PER_D),
 	AGENT("leader_handover", TYPE_DURATION, leader_handover_ms, 0, MS_PER_H),
+	AGENT("leader_without_peers", TYPE_BOOL, leader_without_peers, 0, 0),
 	AGENT("spoe_max_frame_size", TYPE_SIZE, spoe_max_frame_size, 256, 16777215),
 	AGENT("spoe_max_fragmented", TYPE_SIZE, spoe_max_fragmented, 256, INT64_C(1) << 30),
 	AGENT("max_clients", TYPE_INT, max_clients, 1, 1000000),
@@ -109,6 +113,10 @@ static const struct setting settings[] = {
 	POLICY("max_lag_time", TYPE_SECONDS, max_lag_time, 0, 365 * MS_PER_D),
 	POLICY("min_weight", TYPE_INT, min_weight, 0, 100),
 	POLICY("read_only", TYPE_READ_ONLY, read_only, 0, 0),
+	ETCD("endpoints", TYPE_STRING, endpoints, 0, 0),
+	ETCD("cluster", TYPE_STRING, cluster, 0, 0),
+	ETCD("prefix", TYPE_STRING, prefix, 0, 0),
+	ETCD("ttl", TYPE_DURATION, ttl_ms, 2 * MS_PER_S, MS_PER_H),
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -162,6 +170,7 @@ struct parser {
 	enum section_kind section;
 	int agent_line;        /* header lines, 0 = section absent */
 	int policy_line;
+	int etcd_line;
 	int classic_line;
 	struct node_build classic;
 	struct node_build *nodes;
@@ -378,6 +387,7 @@ static void set_defaults(struct agent_config *cfg)
 	cfg->spoe_max_fragmented = 1024 * 1024;
 	cfg->max_clients = 10000;
 	cfg->client_timeout_ms = 5 * MS_PER_S;
+	cfg->etcd.ttl_ms = 10 * MS_PER_S;
 }
 
 /* [A-Za-z0-9_.-]{1,63}: safe in URLs, HAProxy variables and logs. */
@@ -441,6 +451,8 @@ static int open_known_section(struct parser *p, const char *name)
 		return open_single_section(p, "agent", SECTION_AGENT, &p->agent_line);
 	if (strcasecmp(name, "policy") == 0)
 		return open_single_section(p, "policy", SECTION_POLICY, &p->policy_line);
+	if (strcasecmp(name, "etcd") == 0)
+		return open_single_section(p, "etcd", SECTION_ETCD, &p->etcd_line);
 	if (strcasecmp(name, "postgresql") == 0) {
 		if (!open_single_section(p, "postgresql", SECTION_POSTGRESQL, &p->classic_line))
 			return 0;
@@ -451,7 +463,7 @@ static int open_known_section(struct parser *p, const char *name)
 	if (strncasecmp(name, "node.", 5) == 0)
 		return open_node_section(p, name + 5);
 	return fail(p, "", "unknown section [%.64s] (expected [postgresql], [agent], "
-		    "[policy] or [node.NAME])", name);
+		    "[policy], [etcd] or [node.NAME])", name);
 }
 
 /* A section in error is skipped whole: its keys would only add noise. */
@@ -630,7 +642,8 @@ static bool empty_allowed(enum setting_type type)
 static int agent_or_policy_key(struct parser *p, const char *key,
 			       const char *lower, const char *value)
 {
-	const char *section = p->section == SECTION_AGENT ? "agent" : "policy";
+	const char *section = p->section == SECTION_AGENT ? "agent" :
+			      p->section == SECTION_ETCD ? "etcd" : "policy";
 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const struct setting *s = &settings[i];
@@ -936,6 +949,7 @@ static int on_key(struct parser *p, const char *name, const char *value)
 			    "[postgresql], [agent], [policy] or [node.NAME])");
 	case SECTION_AGENT:
 	case SECTION_POLICY:
+	case SECTION_ETCD:
 		return agent_or_policy_key(p, name, lower, value);
 	case SECTION_POSTGRESQL:
 	case SECTION_NODE:
@@ -1023,6 +1037,100 @@ static void check_names(struct parser *p)
 	}
 }
 
+/* "http://HOST:PORT" (HOST may be a bracketed IPv6 address). */
+static bool parse_etcd_endpoint(const char *s, size_t n, struct etcd_endpoint *ep)
+{
+	char text[300];
+	char *host, *colon;
+	long port;
+
+	if (n < 8 || n >= sizeof(text) || strncasecmp(s, "http://", 7) != 0)
+		return false;
+	memcpy(text, s + 7, n - 7);
+	text[n - 7] = '\0';
+	host = text;
+	colon = strrchr(host, ':');
+	if (!colon || colon == host || strpbrk(host, "/?#@ \t"))
+		return false;
+	*colon = '\0';
+	if (parse_long(colon + 1, 1, 65535, &port) < 0)
+		return false;
+	if (host[0] == '[') {
+		size_t len = strlen(host);
+
+		if (len < 3 || host[len - 1] != ']')
+			return false;
+		host[len - 1] = '\0';
+		host++;
+	}
+	if (strlen(host) >= sizeof(ep->host))
+		return false;
+	snprintf(ep->host, sizeof(ep->host), "%s", host);
+	ep->port = (int)port;
+	return true;
+}
+
+static void parse_etcd_endpoints(struct parser *p)
+{
+	struct etcd_config *e = &p->cfg->etcd;
+	int line = setting_line(p, "endpoints");
+	const char *s = e->endpoints;
+
+	for (;;) {
+		size_t lead = strspn(s, " \t");
+		size_t n;
+
+		s += lead;
+		n = strcspn(s, ",");
+		while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (e->n_endpoints == ETCD_MAX_ENDPOINTS) {
+			fail_at(p, line, "endpoints", "more than %d endpoints", ETCD_MAX_ENDPOINTS);
+			return;
+		}
+		if (!parse_etcd_endpoint(s, n, &e->endpoint[e->n_endpoints])) {
+			fail_at(p, line, "endpoints", "invalid endpoint '%.*s' (expected a "
+				"comma-separated list of http://HOST:PORT)", (int)(n > 64 ? 64 : n), s);
+			return;
+		}
+		e->n_endpoints++;
+		s += strcspn(s, ",");
+		if (*s == '\0')
+			return;
+		s++;
+	}
+}
+
+/* [etcd] needs endpoints and cluster; prefix and ttl have defaults. */
+static void check_etcd(struct parser *p)
+{
+	struct etcd_config *e = &p->cfg->etcd;
+
+	if (!p->etcd_line)
+		return;
+	e->enabled = true;
+	if (!e->endpoints) {
+		fail_at(p, p->etcd_line, "endpoints", "[etcd] needs endpoints "
+			"(a comma-separated list of http://HOST:PORT)");
+		return;
+	}
+	if (!e->cluster) {
+		fail_at(p, p->etcd_line, "cluster", "[etcd] needs cluster (the name in the "
+			"leader key)");
+		return;
+	}
+	if (strpbrk(e->cluster, "/ \t")) {
+		fail_at(p, setting_line(p, "cluster"), "cluster",
+			"must not contain '/' or blanks");
+		return;
+	}
+	if (!e->prefix && !(e->prefix = strdup("/pgbdr-agent/"))) {
+		fail_at(p, p->etcd_line, "prefix", "out of memory");
+		return;
+	}
+	parse_etcd_endpoints(p);
+}
+
 static void validate(struct parser *p)
 {
 	if (!p->classic_line && p->n_nodes == 0) {
@@ -1033,6 +1141,7 @@ static void validate(struct parser *p)
 	check_stale_after(p);
 	check_lag_limits(p);
 	check_names(p);
+	check_etcd(p);
 }
 
 /* Sets key unless it already has a non-empty value. */
@@ -1449,6 +1558,9 @@ void config_free(struct agent_config *cfg)
 	free(cfg->path);
 	free(cfg->maintenance_file);
 	free(cfg->user);
+	free(cfg->etcd.endpoints);
+	free(cfg->etcd.cluster);
+	free(cfg->etcd.prefix);
 	cidr_list_free(&cfg->allow_from);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -41,6 +41,24 @@ enum log_destination {
 	LOG_TO_SYSLOG,
 };
 
+#define ETCD_MAX_ENDPOINTS 8
+
+struct etcd_endpoint {
+	char host[256];
+	int port;
+};
+
+/* [etcd]: the write leader is whoever holds PREFIX CLUSTER /leader. */
+struct etcd_config {
+	bool enabled;                    /* the section is present */
+	char *endpoints;                 /* as written; parsed below */
+	struct etcd_endpoint endpoint[ETCD_MAX_ENDPOINTS];
+	int n_endpoints;
+	char *cluster;
+	char *prefix;                    /* default "/pgbdr-agent/" */
+	int64_t ttl_ms;                  /* default 10 s */
+};
+
 struct agent_config {
 	char *path;
 
@@ -62,10 +80,13 @@ struct agent_config {
 	int64_t agent_send_wait_ms;      /* agent-check: wait for agent-send */
 	int64_t leader_return_delay_ms;  /* preferred leader's comeback delay */
 	int64_t leader_handover_ms;      /* no leader between two leaders */
+	bool leader_without_peers;       /* one node, no peer list: may lead */
 	int64_t spoe_max_frame_size;     /* our max-frame-size */
 	int64_t spoe_max_fragmented;     /* cap for reassembled NOTIFY */
 	int max_clients;                 /* per listener */
 	int64_t client_timeout_ms;       /* idle/unfinished request timeout */
+
+	struct etcd_config etcd;
 
 	struct node_config *nodes;       /* owned */
 	int n_nodes;

@@ -63,7 +63,7 @@ static bool node_fit_for(const struct agent *a, const struct node *n, enum duty 
 {
 	switch (duty) {
 	case DUTY_WRITE:
-		return n->status.write_leader && state_is_serving(n->status.state);
+		return agent_write_verdict(a, n, NULL, 0);
 	case DUTY_READ:
 		return n->readable;
 	case DUTY_SERVE:
@@ -85,10 +85,10 @@ static void reply_node(const struct agent *a, const struct node *n, enum duty du
 		set_reply(r, 503, "Service Unavailable");
 	render_status_line(n, r->body);
 	if (duty == DUTY_WRITE && !n->status.write_leader) {
-		const char *leader = agent_write_leader(a);
+		char why[REASON_MAX];
 
-		evbuffer_add_printf(r->body, "not the write leader (leader: %s)\n",
-				    leader[0] ? leader : "none yet");
+		agent_write_verdict(a, n, why, sizeof(why));
+		evbuffer_add_printf(r->body, "%s\n", why);
 	}
 }
 

@@ -8,9 +8,11 @@
  */
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "agentcheck.h"
 #include "clock.h"
+#include "etcd.h"
 #include "http.h"
 #include "metrics.h"
 #include "render.h"
@@ -203,6 +205,37 @@ static void render_agent(const struct agent *a, struct evbuffer *out)
 			    (unsigned long long)a->reload_failures);
 }
 
+static void render_etcd(const struct agent *a, struct evbuffer *out)
+{
+	const char *lease;
+	struct etcd_stats st;
+
+	if (!a->etcd)
+		return;
+	lease = lease_state_name(etcd_facts(a->etcd), etcd_policy(a->etcd), clock_ms());
+	etcd_get_stats(a->etcd, &st);
+	header(out, "pgbdr_etcd_reachable", "gauge",
+	       "1 while etcd answered within ttl/2 (the lease can be trusted).");
+	evbuffer_add_printf(out, "pgbdr_etcd_reachable %d\n", strcmp(lease, "unreachable") != 0);
+	header(out, "pgbdr_etcd_lease_held", "gauge",
+	       "1 while this agent holds the leader key under a live lease.");
+	evbuffer_add_printf(out, "pgbdr_etcd_lease_held %d\n", strcmp(lease, "held") == 0);
+	header(out, "pgbdr_etcd_leader_key_present", "gauge",
+	       "1 when the last read showed someone holding the leader key.");
+	evbuffer_add_printf(out, "pgbdr_etcd_leader_key_present %d\n",
+			    etcd_facts(a->etcd)->key_present);
+	header(out, "pgbdr_etcd_requests_total", "counter", "Requests sent to etcd.");
+	evbuffer_add_printf(out, "pgbdr_etcd_requests_total %llu\n",
+			    (unsigned long long)st.requests);
+	header(out, "pgbdr_etcd_failures_total", "counter",
+	       "etcd requests that failed (no answer, HTTP error, bad reply).");
+	evbuffer_add_printf(out, "pgbdr_etcd_failures_total %llu\n",
+			    (unsigned long long)st.failures);
+	header(out, "pgbdr_etcd_acquired_total", "counter", "Times this agent took the leader key.");
+	evbuffer_add_printf(out, "pgbdr_etcd_acquired_total %llu\n",
+			    (unsigned long long)st.acquired);
+}
+
 void metrics_render(const struct agent *a, struct evbuffer *out)
 {
 	render_agent(a, out);
@@ -211,5 +244,6 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 	render_node_gauges(a, out);
 	render_probe_histogram(a, out);
 	render_listeners(a, out);
+	render_etcd(a, out);
 	spop_server_render_metrics(a->spop, out);
 }

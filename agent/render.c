@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "etcd.h"
 #include "render.h"
 #include "units.h"
 
@@ -111,12 +112,39 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 	evbuffer_add(out, "}", 1);
 }
 
+/* "etcd": the leader key, its holder and this agent's lease. */
+static void render_etcd_json(const struct agent *a, struct evbuffer *out)
+{
+	const struct lease_facts *f = etcd_facts(a->etcd);
+	struct etcd_stats st;
+	char id[32];
+
+	etcd_get_stats(a->etcd, &st);
+	json_key(out, "etcd");
+	evbuffer_add(out, "{", 1);
+	json_string_field(out, "key", st.key);
+	json_string_field(out, "endpoint", st.endpoint);
+	json_string_field(out, "lease", lease_state_name(f, etcd_policy(a->etcd), clock_ms()));
+	json_string_field(out, "holder", f->key_present && f->holder[0] ? f->holder : NULL);
+	snprintf(id, sizeof(id), "%lld", (long long)st.lease_id);
+	json_string_field(out, "lease_id", st.lease_id ? id : NULL);
+	json_key(out, "error");
+	if (f->error[0])
+		render_json_string(out, f->error);
+	else
+		evbuffer_add_printf(out, "null");
+	evbuffer_add(out, "}, ", 3);
+}
+
 static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 {
 	const struct node *best = agent_best_node(a);
 	const char *leader = agent_write_leader(a);
 
 	json_string_field(out, "write_node", leader[0] ? leader : NULL);
+	json_string_field(out, "write_node_reason", leader[0] ? NULL : a->no_leader_reason);
+	if (a->etcd)
+		render_etcd_json(a, out);
 	json_string_field(out, "best_node", best ? best->status.name : NULL);
 	evbuffer_add_printf(out, "\"ready_nodes\": %d, ", agent_ready_nodes(a));
 	evbuffer_add_printf(out, "\"maintenance\": %s, ", a->maintenance ? "true" : "false");
@@ -153,6 +181,26 @@ void render_status_json(const struct agent *a, struct evbuffer *out)
 	evbuffer_add(out, "]}\n", 3);
 }
 
+static void render_leader_lines(const struct agent *a, struct evbuffer *out)
+{
+	const char *leader = agent_write_leader(a);
+	const struct lease_facts *f;
+	struct etcd_stats st;
+
+	if (leader[0])
+		evbuffer_add_printf(out, "write leader: %s\n", leader);
+	else
+		evbuffer_add_printf(out, "write leader: none (%s)\n", a->no_leader_reason);
+	if (!a->etcd)
+		return;
+	f = etcd_facts(a->etcd);
+	etcd_get_stats(a->etcd, &st);
+	evbuffer_add_printf(out, "etcd lease: %s, holder %s, key %s at %s%s%s\n",
+			    lease_state_name(f, etcd_policy(a->etcd), clock_ms()),
+			    f->key_present && f->holder[0] ? f->holder : "none", st.key, st.endpoint,
+			    f->error[0] ? ": " : "", f->error);
+}
+
 void render_status_table(const struct agent *a, struct evbuffer *out)
 {
 	evbuffer_add_printf(out, "%-20s %-10s %-9s %6s %10s %9s  %s\n", "NODE", "FLAVOR",
@@ -171,6 +219,7 @@ void render_status_table(const struct agent *a, struct evbuffer *out)
 				    lag, lag_time, st->write_leader ? "[write leader] " : "",
 				    st->reason);
 	}
+	render_leader_lines(a, out);
 }
 
 /*

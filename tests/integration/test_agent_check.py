@@ -309,11 +309,29 @@ def multi_healthy(pg, multi):
         reset_node(pg, name)
 
 
-def test_one_node_replies_at_once(agents, healthy):
-    # A single-node agent does not wait for an agent-send line.
-    data, elapsed = agent_check(agents["node3"].agent_port)
+def test_one_node_reads_agent_send(agents, healthy):
+    """A single-node agent reads HAProxy's agent-send line too: "NAME
+    write" asks about writes, and its answer agrees with /write."""
+    a3 = agents["node3"]
+    data, elapsed = agent_check(a3.agent_port, b"\n")
     assert data == b"up ready 100%\n"
-    assert elapsed < 0.3, elapsed
+    assert elapsed < 0.3, elapsed              # a line: no need to wait
+    data, _ = agent_check(a3.agent_port, b"node3\n")
+    assert data == b"up ready 100%\n"
+    # node3's catalog lists node1 and node2: node1 leads by name.
+    wait_for(lambda: a3.status_json()["write_node"] == "node1", 10, desc="node3 sees node1")
+    data, _ = agent_check(a3.agent_port, b"node3 write\n")
+    assert data == b"down ready #not the write leader (leader: node1)\n", data
+    assert a3.get("/write").status == 503
+    a1 = agents["node1"]
+    wait_for(lambda: a1.status_json()["write_node"] == "node1", 10, desc="node1 leads")
+    data, _ = agent_check(a1.agent_port, b"node1 write\n")
+    assert data == b"up ready 100%\n", data
+    assert a1.get("/write").status == 200
+    # Nothing sent: the node's own answer once agent_send_wait is over.
+    data, elapsed = agent_check(a3.agent_port)
+    assert data == b"up ready 100%\n"
+    assert elapsed >= 0.4, elapsed
 
 
 def test_multi_node_by_name(pg, multi_healthy):

@@ -1186,6 +1186,7 @@ static const char *const documented_keys[] = {
 	"timeout", "stale_after", "rise", "fall", "maintenance_file", "log_level",
 	"log_destination",
 	"user", "allow_root", "agent_send_wait", "leader_return_delay", "leader_handover",
+	"leader_without_peers",
 	"spoe_max_frame_size", "spoe_max_fragmented", "max_clients",
 	"client_timeout", "drain_lag", "max_lag", "max_lag_time", "min_weight",
 	"read_only",

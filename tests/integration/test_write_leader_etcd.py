@@ -1,0 +1,396 @@
+"""Write leader held in a real etcd (Debian's etcd-server, v3 JSON
+gateway), with two nodes of the BDR EMULATION (fixtures/
+bdr1_emulation.sql: BDR 1.0's catalog on PostgreSQL 15, NOT BDR) in two
+databases of one PostgreSQL server.
+
+Per-node mode: two agents, one per node, each campaigning for its own
+node; HAProxy runs haproxy-examples/write-leader-etcd.cfg AS IS. Every
+100 ms a sampler asks both agents' /write and HAProxy's stats: two
+nodes are never write leader in the same sample, through a node going
+unfit, etcd frozen (SIGSTOP) past its ttl, etcd back, and the leading
+agent SIGKILLed. Central mode: two central agents, each behind its own
+HAProxy; the union of both HAProxies' UP write servers never holds two
+nodes."""
+
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from agentcheck_helpers import accepting, agent_check, servers
+from etcd_harness import Etcd
+from harness import (FIXTURES_DIR, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer, free_port,
+                     wait_for)
+
+NODES = ("node1", "node2")
+WRITE = "pg_write"
+TTL = 3.0
+HANDOVER = 1.0
+SETTLE = TTL / 2 + HANDOVER          # a new holder is named after this
+AGENT = {"interval": "100ms", "timeout": "1s", "rise": 1, "fall": 1, "log_level": "debug",
+         "leader_handover": f"{int(HANDOVER * 1000)}ms", "leader_return_delay": "2s"}
+
+
+def q(pg, db, sql, params=None):
+    return pg.sql(sql, params, dbname=db)
+
+
+def reset_node(pg, name):
+    q(pg, name, "SELECT bdr.emulation_setup(%s, VARIADIC %s)",
+      (name, [p for p in NODES if p != name]))
+
+
+@pytest.fixture(scope="module")
+def pg(module_registry, module_password):
+    pg = PgServer(module_registry, "etcdlead", pglogical=False).init().start()
+    for name in NODES:
+        pg.create_database(name)
+        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname=name)
+        reset_node(pg, name)
+        pg.apply_grants("bdr", dbname=name, password=module_password)
+    return pg
+
+
+def classic(pg, db, password):
+    return ("postgresql", [("host", "127.0.0.1"), ("port", pg.port), ("database", db),
+                           ("user", "pgbdr_monitor"), ("password", password)])
+
+
+def etcd_section(etcd, cluster):
+    return ("etcd", {"endpoints": etcd.url, "cluster": cluster, "ttl": f"{int(TTL)}s"})
+
+
+def start_node_agent(registry, pg, password, etcd, name, cluster="pernode"):
+    maint = os.path.join(registry.mkdtemp(f"maint-{name}"), "maintenance")
+    agent_port = free_port()
+    a = Agent(registry, [classic(pg, name, password),
+                         ("agent", dict(AGENT, agent_listen=f"127.0.0.1:{agent_port}",
+                                        maintenance_file=maint)),
+                         etcd_section(etcd, cluster)], name=f"agent-{name}")
+    a.agent_port, a.maintenance_file, a.node_name = agent_port, maint, name
+    return a.start()
+
+
+def writes(agent):
+    """True/False from /write; None when the agent does not answer."""
+    try:
+        return agent.get("/write", timeout=1).status == 200
+    except Exception:  # noqa: BLE001 - a dead agent is "no"
+        return None
+
+
+def haproxy_env(pg, agent_of):
+    env = {"PGBDR_WRITE_LISTEN": f"127.0.0.1:{free_port()}", "PGBDR_AGENT_INTER": "200",
+           "PGBDR_CHECK_INTER": "200", "PGBDR_CHECK_RISE": "1", "PGBDR_CHECK_FALL": "2"}
+    for i, name in enumerate(NODES + ("node3",), 1):
+        a = agent_of(name)
+        env[f"PGBDR_NODE{i}"] = f"127.0.0.1:{pg.port if name in NODES else free_port()}"
+        env[f"PGBDR_NODE{i}_AGENT"] = "127.0.0.1"
+        env[f"PGBDR_NODE{i}_HTTP_PORT"] = str(a.port)
+        env[f"PGBDR_NODE{i}_AGENT_PORT"] = str(a.agent_port)
+    return env
+
+
+def start_haproxy(registry, env):
+    h = HAProxy(registry, os.path.join(HAPROXY_EXAMPLES, "write-leader-etcd.cfg"), env)
+    r = h.check_config()
+    assert r.returncode == 0, r.stdout + r.stderr
+    h.write_port = int(env["PGBDR_WRITE_LISTEN"].rsplit(":", 1)[1])
+    return h.start()
+
+
+def up_writers(haproxy):
+    return sorted(n for n, row in servers(haproxy, WRITE).items() if accepting(row))
+
+
+class Sampler:
+    """Every 100 ms: which agents say /write 200 and which write servers
+    each HAProxy has UP. Records (t, phase, agent leaders, HAProxy UP)."""
+
+    def __init__(self, agents, haproxies):
+        self.agents, self.haproxies = agents, haproxies
+        self.samples, self.errors = [], []
+        self.phase = "start"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def mark(self, phase):
+        self.phase = phase
+
+    def _run(self):
+        while not self._stop.is_set():
+            t = round(time.monotonic() - self.t0, 2)
+            leaders = sorted(name for name, a in self.agents.items() if writes(a))
+            ups = set()
+            for h in self.haproxies:
+                try:
+                    ups.update(up_writers(h))
+                except Exception as e:  # noqa: BLE001 - reported by the test
+                    self.errors.append(repr(e))
+            self.samples.append((t, self.phase, leaders, sorted(ups)))
+            self._stop.wait(0.1)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+    def text(self):
+        return "\n".join(f"{t:7.2f} {p:<24} agents={','.join(l) or '-':<12} "
+                         f"haproxy={','.join(u) or '-'}" for t, p, l, u in self.samples)
+
+    def check_never_two(self):
+        ctx = f"\n--- samples ---\n{self.text()}"
+        assert len(self.samples) > 30, ctx
+        for t, phase, leaders, ups in self.samples:
+            assert len(leaders) <= 1, f"two agents name a write leader at t={t}{ctx}"
+            assert len(ups) <= 1, f"two write servers UP at t={t}{ctx}"
+
+
+def wait_one_leader(agents, timeout, exclude=()):
+    def one():
+        names = [n for n, a in agents.items() if n not in exclude and writes(a)]
+        return names[0] if len(names) == 1 else None
+    return wait_for(one, timeout, interval=0.1, desc="exactly one write leader")
+
+
+@pytest.fixture(scope="module")
+def etcd(module_registry):
+    return Etcd(module_registry).start()
+
+
+@pytest.fixture(scope="module")
+def pernode(module_registry, pg, module_password, etcd):
+    agents = {n: start_node_agent(module_registry, pg, module_password, etcd, n)
+              for n in NODES}
+    for n, a in agents.items():
+        a.wait_state(n, "ready", 10)
+    haproxy = start_haproxy(module_registry, haproxy_env(pg, lambda n: agents.get(n, agents["node1"])))
+    return agents, haproxy
+
+
+def test_example_file_is_valid_with_its_defaults():
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
+    r = subprocess.run(["haproxy", "-c", "-f",
+                        os.path.join(HAPROXY_EXAMPLES, "write-leader-etcd.cfg")],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_per_node_agents_never_two_leaders(pg, pernode, etcd, module_registry,
+                                           module_password, record_property):
+    agents, haproxy = pernode
+    first = wait_one_leader(agents, 15)
+    other = next(n for n in NODES if n != first)
+    wait_for(lambda: up_writers(haproxy) == [first], 10, desc=f"HAProxy: {first} UP")
+    st = agents[first].status_json()
+    assert st["etcd"]["lease"] == "held" and st["etcd"]["holder"] == first, st
+    assert etcd.get_key("/pgbdr-agent/pernode/leader")[0] == first
+    assert agents[other].status_json()["etcd"]["lease"] == "taken"
+    metrics = agents[first].get("/metrics").text
+    assert "pgbdr_etcd_lease_held 1" in metrics and "pgbdr_etcd_reachable 1" in metrics
+
+    sampler = Sampler(agents, [haproxy]).start()
+    try:
+        # 1. The leader's node parts (not ready): the other takes over.
+        sampler.mark(f"{first} not ready")
+        q(pg, first, "UPDATE bdr.bdr_nodes SET node_status = 'k' WHERE node_name = %s", (first,))
+        wait_for(lambda: writes(agents[other]), SETTLE + 8, interval=0.1,
+                 desc=f"{other} takes over")
+        sampler.mark(f"{other} leads")
+        reset_node(pg, first)
+        agents[first].wait_state(first, "ready", 10)
+        time.sleep(SETTLE + 1)
+        assert writes(agents[other]) and not writes(agents[first]), "the role moved back"
+
+        # 2. etcd frozen for longer than ttl: nobody leads by the end.
+        sampler.mark("etcd stopped")
+        etcd.pause()
+        t_stop = time.monotonic()
+        time.sleep(TTL + 1.5)
+        assert not any(writes(a) for a in agents.values())
+        body = agents[other].get("/write").text
+        assert "etcd unreachable" in body, body
+        data, _ = agent_check(agents[other].agent_port, f"{other} write\n".encode())
+        assert data.startswith(b"down ready #not the write leader (leader: none: etcd"), data
+        sampler.mark("etcd frozen past ttl")
+        time.sleep(0.5)
+
+        # 3. etcd back: exactly one leader.
+        sampler.mark("etcd back")
+        etcd.resume()
+        back = wait_one_leader(agents, TTL + SETTLE + 10)
+        print(f"\netcd frozen {time.monotonic() - t_stop:.1f}s; then {back} leads")
+        sampler.mark(f"{back} leads after etcd")
+        time.sleep(1)
+
+        # 4. The leader's agent is SIGKILLed: the other takes over within
+        # ttl (the lease lapses) + settle + a few intervals.
+        survivor = next(n for n in NODES if n != back)
+        sampler.mark(f"agent {back} killed")
+        agents[back].proc.send_signal(signal.SIGKILL)
+        agents[back].proc.wait(5)
+        t_kill = time.monotonic()
+        wait_for(lambda: writes(agents[survivor]), TTL + SETTLE + 4, interval=0.1,
+                 desc=f"{survivor} takes over")
+        took = time.monotonic() - t_kill
+        sampler.mark(f"{survivor} leads")
+        record_property("takeover_after_sigkill_s", round(took, 2))
+        print(f"takeover after SIGKILL of the leading agent: {took:.2f}s "
+              f"(ttl {TTL}s + settle {SETTLE}s)")
+        wait_for(lambda: up_writers(haproxy) == [survivor], 10, desc=f"HAProxy: {survivor} UP")
+        time.sleep(0.5)
+    finally:
+        sampler.stop()
+        etcd.resume()
+    assert not sampler.errors, sampler.errors
+    sampler.check_never_two()
+    phases = {p for _, p, l, _ in sampler.samples if l}
+    assert f"{other} leads" in phases
+    # nobody led at the end of the freeze
+    frozen = [l for _, p, l, _ in sampler.samples if p == "etcd frozen past ttl"]
+    assert frozen and not any(frozen), sampler.text()
+    agents[back].start()
+    agents[back].wait_state(back, "ready", 10)
+
+
+def session_alive(conn):
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            return True
+    except psycopg2.Error:
+        return False
+
+
+def test_maintenance_on_leader_cuts_its_sessions_first(pg, pernode, module_password):
+    agents, haproxy = pernode
+    leader = wait_one_leader(agents, TTL + SETTLE + 10)
+    other = next(n for n in NODES if n != leader)
+    wait_for(lambda: up_writers(haproxy) == [leader], 10, desc=f"HAProxy: {leader} UP")
+    conn = psycopg2.connect(host="127.0.0.1", port=haproxy.write_port, dbname=leader,
+                            user="pgbdr_monitor", password=module_password, connect_timeout=5)
+    cut_at = up_at = None
+    try:
+        assert session_alive(conn)
+        with open(agents[leader].maintenance_file, "w"):
+            pass
+        data, _ = agent_check(agents[leader].agent_port, f"{leader} write\n".encode())
+        assert data.startswith(b"down ready #not the write leader"), data
+        assert b"drain" not in data, data
+        t0 = time.monotonic()
+        deadline = t0 + TTL + SETTLE + 10
+        while time.monotonic() < deadline and (cut_at is None or up_at is None):
+            now = time.monotonic() - t0
+            if cut_at is None and not session_alive(conn):
+                cut_at = now
+            if up_at is None and up_writers(haproxy) == [other]:
+                up_at = now
+            time.sleep(0.05)
+        assert cut_at is not None, "the old leader's session was never cut"
+        assert up_at is not None, f"{other} never came UP for writes"
+        print(f"\nsession on {leader} cut at {cut_at:.2f}s, {other} UP at {up_at:.2f}s")
+        assert cut_at < up_at, (cut_at, up_at)
+    finally:
+        conn.close()
+        os.unlink(agents[leader].maintenance_file)
+
+
+def start_central_agent(registry, pg, password, etcd, label):
+    agent_port = free_port()
+    sections = [("agent", dict(AGENT, agent_listen=f"127.0.0.1:{agent_port}"))]
+    for i, name in enumerate(NODES, 1):
+        sections.append((f"node.{name}", {
+            "dsn": pg.tcp_dsn(name, password=password), "flavor": "bdr", "priority": 10 * i}))
+    sections.append(etcd_section(etcd, "central"))
+    a = Agent(registry, sections, name=f"agent-{label}")
+    a.agent_port = agent_port
+    return a.start()
+
+
+def lease(agent):
+    try:
+        return agent.status_json()["etcd"]["lease"]
+    except Exception:  # noqa: BLE001 - a dead agent holds nothing
+        return None
+
+
+def test_central_agents_two_haproxies_never_two_writers(module_registry, pg, pernode, etcd,
+                                                        module_password, record_property):
+    # The per-node agents of the module keep running on their own key.
+    centrals = {lbl: start_central_agent(module_registry, pg, module_password, etcd, lbl)
+                for lbl in ("central-a", "central-b")}
+    for a in centrals.values():
+        for n in NODES:
+            a.wait_state(n, "ready", 10)
+    haproxies = [start_haproxy(module_registry, haproxy_env(pg, lambda n, a=a: a))
+                 for a in centrals.values()]
+    wait_for(lambda: all(up_writers(h) == ["node1"] for h in haproxies), TTL + SETTLE + 10,
+             desc="both HAProxies: node1 UP")
+    holders = [lbl for lbl, a in centrals.items() if lease(a) == "held"]
+    assert len(holders) == 1, {lbl: lease(a) for lbl, a in centrals.items()}
+    assert etcd.get_key("/pgbdr-agent/central/leader")[0] == "node1"
+
+    sampler = Sampler({}, haproxies).start()
+    try:
+        # 1. node1 not ready: node2 takes over on both HAProxies.
+        sampler.mark("node1 not ready")
+        q(pg, "node1", "UPDATE bdr.bdr_nodes SET node_status = 'k' WHERE node_name = 'node1'")
+        wait_for(lambda: all(up_writers(h) == ["node2"] for h in haproxies), SETTLE + 10,
+                 interval=0.1, desc="both HAProxies: node2 UP")
+        sampler.mark("node2 leads")
+        reset_node(pg, "node1")
+        for a in centrals.values():
+            a.wait_state("node1", "ready", 10)
+
+        # 2. etcd frozen past ttl: no write server UP anywhere.
+        sampler.mark("etcd stopped")
+        etcd.pause()
+        time.sleep(TTL + 1.5)
+        sampler.mark("etcd frozen past ttl")
+        wait_for(lambda: not any(up_writers(h) for h in haproxies), 3, interval=0.1,
+                 desc="no write server UP")
+        for a in centrals.values():
+            assert "etcd unreachable" in a.status_json()["write_node_reason"]
+        time.sleep(0.5)
+
+        # 3. etcd back: one writer.
+        sampler.mark("etcd back")
+        etcd.resume()
+        wait_for(lambda: len({tuple(up_writers(h)) for h in haproxies} - {()}) == 1,
+                 TTL + SETTLE + 10, interval=0.1, desc="one write server again")
+        sampler.mark("one leader after etcd")
+        time.sleep(1)
+
+        # 4. The agent holding the lease dies: the other takes the lease.
+        holder = next(lbl for lbl, a in centrals.items() if lease(a) == "held")
+        survivor = next(lbl for lbl in centrals if lbl != holder)
+        sampler.mark(f"{holder} killed")
+        centrals[holder].proc.send_signal(signal.SIGKILL)
+        centrals[holder].proc.wait(5)
+        t_kill = time.monotonic()
+        wait_for(lambda: lease(centrals[survivor]) == "held", TTL + 4, interval=0.1,
+                 desc=f"{survivor} holds the lease")
+        wait_for(lambda: centrals[survivor].status_json()["write_node"], SETTLE + 4,
+                 interval=0.1, desc=f"{survivor} names a leader")
+        took = time.monotonic() - t_kill
+        record_property("central_takeover_after_sigkill_s", round(took, 2))
+        print(f"\ncentral agent killed: the other leads after {took:.2f}s")
+        sampler.mark(f"{survivor} leads")
+        time.sleep(1)
+    finally:
+        sampler.stop()
+        etcd.resume()
+    assert not sampler.errors, sampler.errors
+    sampler.check_never_two()
+    frozen = [u for _, p, _, u in sampler.samples if p == "etcd frozen past ttl"]
+    assert frozen and not frozen[-1], sampler.text()
+    assert any(u == ["node2"] for _, p, _, u in sampler.samples if p == "node2 leads")
