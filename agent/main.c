@@ -108,7 +108,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-static int load_config(const char *path, struct agent_config *cfg)
+static int load_config(const char *path, struct agent_config *cfg, bool inetd)
 {
 	struct config_error err;
 	char msg[600];
@@ -116,7 +116,10 @@ static int load_config(const char *path, struct agent_config *cfg)
 	if (config_load(path, cfg, &err) == 0)
 		return 0;
 	config_error_format(&err, msg, sizeof(msg));
-	fprintf(stderr, "pgbdr-agent: %s\n", msg);
+	if (inetd)
+		inetd_serve_config_error(msg, STDIN_FILENO, STDOUT_FILENO);
+	else
+		fprintf(stderr, "pgbdr-agent: %s\n", msg);
 	return -1;
 }
 
@@ -298,7 +301,10 @@ int main(int argc, char **argv)
 
 	if (parse_options(argc, argv, &opts) < 0)
 		return 2;
-	if (load_config(opts.config_path, &cfg) < 0)
+	/* xinetd connects stderr to the client too: nothing may go there */
+	if (opts.mode == MODE_INETD)
+		inetd_quiet_stderr();
+	if (load_config(opts.config_path, &cfg, opts.mode == MODE_INETD) < 0)
 		return 1;
 	if (opts.mode == MODE_CHECK_CONFIG) {
 		printf("%s: configuration OK, %d node(s)\n", opts.config_path, cfg.n_nodes);

@@ -84,6 +84,11 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 		evbuffer_add_printf(out, "\"lag_bytes\": %lld, ", (long long)st->lag_bytes);
 	else
 		evbuffer_add_printf(out, "\"lag_bytes\": null, ");
+	if (st->out_lag_bytes_known)
+		evbuffer_add_printf(out, "\"outgoing_lag_bytes\": %lld, ",
+				    (long long)st->out_lag_bytes);
+	else
+		evbuffer_add_printf(out, "\"outgoing_lag_bytes\": null, ");
 	if (st->lag_seconds_known)
 		evbuffer_add_printf(out, "\"lag_seconds\": %.3f, ", st->lag_seconds);
 	else

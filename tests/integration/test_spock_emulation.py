@@ -112,16 +112,20 @@ def test_lag_time_beyond_max_is_down(pg, agent, healthy):
 
 
 def test_no_lag_rows_is_unknown_not_zero(pg, agent, healthy):
+    """Subscriptions but no lag_tracker row: unknown, and with max_lag set
+    an unknown lag serves at min_weight only, never at 100%."""
     q(pg, "DELETE FROM spock.emulation_lag")
     wait_for(lambda: agent.node("spock")["lag_bytes"] is None, 5, desc="lag_bytes null")
-    n = agent.node("spock")
-    assert n["lag_seconds"] is None and n["state"] == "ready", n
+    n = agent.wait_state("spock", "degraded", 5, reason_re=r"lag unknown")
+    assert n["lag_seconds"] is None and n["weight"] < 100, n
 
 
 def test_name_comes_from_spock_node(module_registry, pg, module_password, healthy):
+    # A [postgresql] section without a flavor is a BDR check; this one says auto.
     a = Agent(module_registry, [
         ("postgresql", [("host", "127.0.0.1"), ("port", pg.port), ("database", "app"),
-                        ("user", "pgbdr_monitor"), ("password", module_password)]),
+                        ("user", "pgbdr_monitor"), ("password", module_password),
+                        ("flavor", "auto")]),
         ("agent", dict(FAST_AGENT)),
     ], name="agent-spock-classic").start()
     a.wait_state(LOCAL, "ready", 10)
