@@ -38,17 +38,28 @@ static void count_probe(struct node *n, const struct node_facts *facts, int chec
 	n->probe_duration_sum += check_ms / 1000.0;
 }
 
+/*
+ * The configured name, else the catalog's local node name once a probe
+ * has read it, else the host name. Until a good probe has shown which,
+ * the name is pending (said so in /status); once settled it stays, so
+ * that a node going down and up keeps its /node/NAME and metric labels.
+ */
 static void node_refresh_name(struct node *n, const struct node_facts *facts)
 {
 	const char *name = n->cfg->name;
+	bool settled = facts && facts->outcome == PROBE_OK;
 
 	if (!name[0] && facts && facts->catalog_name[0])
 		name = facts->catalog_name;
-	if (!name[0]) {
-		if (n->judged.name[0])
+	if (name[0]) {
+		settled = true;
+	} else {
+		if (n->judged.name[0] && (!n->judged.name_pending || !settled))
 			return;
 		name = n->agent->hostname;
 	}
+	n->judged.name_pending = !settled;
+	n->judged_read.name_pending = !settled;
 	snprintf(n->judged.name, sizeof(n->judged.name), "%s", name);
 	snprintf(n->judged_read.name, sizeof(n->judged_read.name), "%s", name);
 }

@@ -77,6 +77,9 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 
 	evbuffer_add(out, "{", 1);
 	json_string_field(out, "name", st->name);
+	if (st->name_pending)
+		json_string_field(out, "name_note", "not known yet: the host name until a probe"
+				  " reads the catalog's local node name");
 	json_string_field(out, "flavor", flavor_name(st->flavor));
 	json_string_field(out, "state", state_name(st->state));
 	evbuffer_add_printf(out, "\"weight\": %d, ", st->weight);

@@ -150,6 +150,7 @@ struct policy {
 
 struct node_status {
 	char name[NODE_NAME_MAX];
+	bool name_pending;        /* the host name until a probe tells the real one */
 	enum flavor flavor;
 	enum node_state state;
 	int weight;               /* 0..100 */

@@ -230,3 +230,34 @@ def test_two_physical_primaries_are_never_both_writable(module_registry, module_
     assert writable(agent.status_json()) == {"new"}
     wait_for(lambda: leaders(agent) == ["new"], 10, desc="the promoted primary leads")
     agent.stop()
+
+
+def test_name_not_known_yet_is_said_then_settles(module_registry, bdr, module_password):
+    """A classic section without name=: until a probe reads the catalog's
+    local node name, /status says the name is not known yet; then the
+    catalog name stays, also while the node is down."""
+    from harness import free_port
+    dead = free_port()
+    agent = Agent(module_registry, [
+        ("postgresql", [("host", "127.0.0.1"), ("port", dead), ("database", "node2"),
+                        ("user", "pgbdr_monitor"), ("password", module_password)]),
+        ("agent", dict(FAST_AGENT)),
+    ], name="agent-name-pending").start()
+    n = wait_for(lambda: (lambda n: n if n["reason"] != "no probe finished yet" else False)(
+        agent.status_json()["nodes"][0]), 10, desc="a failed probe")
+    assert "not known yet" in n.get("name_note", ""), n
+    agent.stop()
+    agent = Agent(module_registry, [
+        ("postgresql", [("host", "127.0.0.1"), ("port", bdr.port), ("database", "node2"),
+                        ("user", "pgbdr_monitor"), ("password", module_password)]),
+        ("agent", dict(FAST_AGENT)),
+    ], name="agent-name-settled").start()
+    n = agent.wait_state("node2", "ready", 10)
+    assert "name_note" not in n, n
+    bdr.sql("UPDATE bdr.emulation_control SET is_active = false", dbname="node2")
+    try:
+        agent.wait_state("node2", "down", 5)
+    finally:
+        bdr.sql("UPDATE bdr.emulation_control SET is_active = true", dbname="node2")
+    agent.wait_state("node2", "ready", 5)
+    agent.stop()

@@ -120,6 +120,22 @@ def test_no_lag_rows_is_unknown_not_zero(pg, agent, healthy):
     assert n["lag_seconds"] is None and n["weight"] < 100, n
 
 
+@pytest.mark.parametrize("value", ["all", "user"])
+def test_spock_readonly_makes_the_node_read_only(pg, agent, healthy, value):
+    """spock.readonly (off, user, all) other than off: the node takes no
+    writes; under read_only = down (the default) it is down, named."""
+    pg.sql("ALTER SYSTEM SET spock.readonly = %s", (value,))
+    pg.sql("SELECT pg_reload_conf()")
+    try:
+        n = agent.wait_state("spock", "down", 5, reason_re=r"read-only")
+        assert n["read_only"] and not n["write_leader"], n
+    finally:
+        pg.sql("ALTER SYSTEM RESET spock.readonly")
+        pg.sql("SELECT pg_reload_conf()")
+    n = agent.wait_state("spock", "ready", 10)
+    assert not n["read_only"], n
+
+
 def test_name_comes_from_spock_node(module_registry, pg, module_password, healthy):
     # A [postgresql] section without a flavor is a BDR check; this one says auto.
     a = Agent(module_registry, [
