@@ -123,15 +123,21 @@ def test_no_lag_rows_is_unknown_not_zero(pg, agent, healthy):
 @pytest.mark.parametrize("value", ["all", "user"])
 def test_spock_readonly_makes_the_node_read_only(pg, agent, healthy, value):
     """spock.readonly (off, user, all) other than off: the node takes no
-    writes; under read_only = down (the default) it is down, named."""
-    pg.sql("ALTER SYSTEM SET spock.readonly = %s", (value,))
-    pg.sql("SELECT pg_reload_conf()")
+    writes; under read_only = down (the default) it is down, named.
+    Without the Spock library the GUC is only a placeholder, which ALTER
+    SYSTEM refuses: the emulation sets it per database and ends the
+    agent's session, so that its next one reads the new value."""
+    def kick():
+        pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+               " WHERE usename = 'pgbdr_monitor'")
+    pg.sql(f"ALTER DATABASE app SET spock.readonly = '{value}'")
+    kick()
     try:
-        n = agent.wait_state("spock", "down", 5, reason_re=r"read-only")
+        n = agent.wait_state("spock", "down", 10, reason_re=r"read-only")
         assert n["read_only"] and not n["write_leader"], n
     finally:
-        pg.sql("ALTER SYSTEM RESET spock.readonly")
-        pg.sql("SELECT pg_reload_conf()")
+        pg.sql("ALTER DATABASE app RESET spock.readonly")
+        kick()
     n = agent.wait_state("spock", "ready", 10)
     assert not n["read_only"], n
 
