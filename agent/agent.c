@@ -19,7 +19,9 @@
 #include "clock.h"
 #include "etcd.h"
 #include "evaluate.h"
+#include "lag.h"
 #include "poller.h"
+#include "splitbrain.h"
 #include "systemd.h"
 
 const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS] = {
@@ -37,17 +39,28 @@ static void count_probe(struct node *n, const struct node_facts *facts, int chec
 	n->probe_duration_sum += check_ms / 1000.0;
 }
 
+/*
+ * The configured name, else the catalog's local node name once a probe
+ * has read it, else the host name. Until a good probe has shown which,
+ * the name is pending (said so in /status); once settled it stays, so
+ * that a node going down and up keeps its /node/NAME and metric labels.
+ */
 static void node_refresh_name(struct node *n, const struct node_facts *facts)
 {
 	const char *name = n->cfg->name;
+	bool settled = facts && facts->outcome == PROBE_OK;
 
 	if (!name[0] && facts && facts->catalog_name[0])
 		name = facts->catalog_name;
-	if (!name[0]) {
-		if (n->judged.name[0])
+	if (name[0]) {
+		settled = true;
+	} else {
+		if (n->judged.name[0] && (!n->judged.name_pending || !settled))
 			return;
 		name = n->agent->hostname;
 	}
+	n->judged.name_pending = !settled;
+	n->judged_read.name_pending = !settled;
 	snprintf(n->judged.name, sizeof(n->judged.name), "%s", name);
 	snprintf(n->judged_read.name, sizeof(n->judged_read.name), "%s", name);
 }
@@ -57,9 +70,31 @@ static void log_transition(const struct agent *a, const struct node_status *befo
 {
 	if (before->state == after->state && before->weight == after->weight)
 		return;
+	if (before->last_probe_at_ms == 0 && after->last_probe_at_ms != 0)
+		return; /* the first verdict is logged as such */
 	log_info(&a->log, "node %s: %s %d%% -> %s %d%%%s%s", after->name,
 		 state_name(before->state), before->weight, state_name(after->state),
 		 after->weight, after->reason[0] ? ": " : "", after->reason);
+}
+
+/*
+ * Two physical primaries are never both writable: the stale one (or,
+ * when the timelines cannot tell, both) is published read-only, with
+ * the reason naming both.
+ */
+static void guard_split_brain(const struct node *n, struct node_status *next)
+{
+	const struct node_status *others[64];
+	char why[REASON_MAX];
+	int k = 0;
+
+	for (int i = 0; i < n->agent->n_nodes && k < 64; i++)
+		if (&n->agent->nodes[i] != n)
+			others[k++] = &n->agent->nodes[i].judged;
+	if (!split_brain_blocks_writes(&n->judged, others, k, why, sizeof(why)))
+		return;
+	next->read_only = true;
+	snprintf(next->reason, sizeof(next->reason), "%s", why);
 }
 
 /* What responders see: the verdict, maintenance, and the leader flag. */
@@ -68,6 +103,7 @@ static void publish(struct node *n)
 	struct agent *a = n->agent;
 	struct node_status next = n->judged;
 
+	guard_split_brain(n, &next);
 	next.maintenance = a->maintenance;
 	status_apply_maintenance(&next);
 	next.write_leader = a->write_leader[0] && strcmp(next.name, a->write_leader) == 0;
@@ -277,26 +313,54 @@ static void remember_peers(struct node *n, const struct node_facts *facts, int64
 	memcpy(n->peer_up_since_ms, since, sizeof(since[0]) * (size_t)facts->n_peers);
 }
 
-static void on_round_finished(void *arg, const struct node_facts *facts, int check_ms)
+/*
+ * Central mode: the other nodes' last facts tell how far each of them
+ * has got in sending to this one. Facts of a failed round carry no
+ * streams, so a peer that is down cannot vouch for anything.
+ */
+static void take_lag_from_peers(const struct node *n, struct node_facts *facts)
+{
+	const struct node_facts *peers[64];
+	int k = 0;
+
+	for (int i = 0; i < n->agent->n_nodes && k < 64; i++)
+		if (&n->agent->nodes[i] != n)
+			peers[k++] = &n->agent->nodes[i].facts;
+	lag_from_peers(facts, peers, k);
+}
+
+static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
 {
 	struct node *n = arg;
 	struct agent *a = n->agent;
 	struct policy read_policy = a->config.policy;
 	int64_t now = clock_ms();
+	struct node_facts judged_facts = *probed;
+	const struct node_facts *facts = &judged_facts;
 
+	n->facts = *probed;
+	take_lag_from_peers(n, &judged_facts);
 	read_policy.read_only = READ_ONLY_READY;
 	count_probe(n, facts, check_ms);
 	evaluate(facts, &a->config.policy, &n->judged, false, now, &n->judged);
 	evaluate(facts, &read_policy, &n->judged_read, false, now, &n->judged_read);
 	n->judged.check_ms = check_ms;
 	node_refresh_name(n, facts);
+	/* while Raft elects, the last known write leader stays (raft_grace) */
 	if (facts->outcome == PROBE_OK) {
 		remember_peers(n, facts, now);
-		snprintf(n->catalog_write_leader, sizeof(n->catalog_write_leader), "%s",
-			 facts->catalog_write_leader);
+		if (!facts->raft_leaderless || facts->catalog_write_leader[0])
+			snprintf(n->catalog_write_leader, sizeof(n->catalog_write_leader), "%s",
+				 facts->catalog_write_leader);
 	}
+	/* all of them: a primary seen now can end another's write role */
+	publish_all(a);
+	if (!n->probed)
+		log_info(&a->log, "node %s: first verdict: %s %d%%%s%s (flavor %s)",
+			 n->status.name, state_name(n->status.state), n->status.weight,
+			 n->status.reason[0] ? ": " : "", n->status.reason,
+			 flavor_name(n->status.flavor));
 	n->probed = true;
-	publish(n);
 	update_leader(a);
 	systemd_update(a);
 

@@ -41,6 +41,8 @@ struct node {
 	/* The same judgement with read_only = ready: what /read serves. */
 	struct node_status judged_read;
 	bool readable;
+	/* the last round's facts, for the peers' lag in central mode */
+	struct node_facts facts;
 	struct poller *poller;
 	bool probed;                   /* at least one round finished */
 	int64_t eligible_since_ms;     /* write candidate since, 0 if not */

@@ -117,6 +117,7 @@ static const struct setting settings[] = {
 	ETCD("cluster", TYPE_STRING, cluster, 0, 0),
 	ETCD("prefix", TYPE_STRING, prefix, 0, 0),
 	ETCD("ttl", TYPE_DURATION, ttl_ms, 2 * MS_PER_S, MS_PER_H),
+	POLICY("raft_grace", TYPE_DURATION, raft_grace_ms, 0, MS_PER_H),
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -374,6 +375,8 @@ static void set_defaults(struct agent_config *cfg)
 	cfg->policy.max_lag_time = 0;
 	cfg->policy.min_weight = 10;
 	cfg->policy.read_only = READ_ONLY_DOWN;
+	/* PGD Proxy's consensus grace is 6 s to 12 s */
+	cfg->policy.raft_grace_ms = 6 * MS_PER_S;
 	cfg->policy.rise = 1;
 	cfg->policy.fall = 1;
 	cfg->policy.stale_after_ms = 0; /* derived after loading */
@@ -907,6 +910,7 @@ static int node_key(struct parser *p, const char *key, const char *lower, const 
 		if (flavor_from_name(value, &b->node.flavor) < 0)
 			return fail(p, key, "unknown flavor '%.64s' (auto, bdr, pgd, pglogical, "
 				    "spock, logical, physical or plain)", value);
+		b->node.flavor_set = true;
 		return 1;
 	}
 	if (strcmp(lower, "dsn") == 0) {

@@ -27,6 +27,7 @@ struct node_config {
 
 	int priority;             /* lower wins the write-leader role */
 	enum flavor flavor;       /* FLAVOR_AUTO unless forced */
+	bool flavor_set;          /* a flavor key was given (auto included) */
 };
 
 enum log_level {

@@ -144,6 +144,8 @@ static void forget_lag(struct node_status *st)
 	st->lag_bytes = 0;
 	st->lag_seconds_known = false;
 	st->lag_seconds = 0;
+	st->out_lag_bytes_known = false;
+	st->out_lag_bytes = 0;
 }
 
 static void judge_failed_probe(const struct node_facts *facts, struct verdict *v)
@@ -162,10 +164,13 @@ static void record_facts(const struct node_facts *facts, int64_t now_ms,
 	if (facts->flavor != FLAVOR_AUTO)
 		out->flavor = facts->flavor;
 	out->read_only = facts->read_only;
+	out->timeline = facts->timeline;
 	out->lag_bytes_known = facts->lag_bytes_known;
 	out->lag_bytes = facts->lag_bytes;
 	out->lag_seconds_known = facts->lag_seconds_known;
 	out->lag_seconds = facts->lag_seconds;
+	out->out_lag_bytes_known = facts->out_lag_bytes_known;
+	out->out_lag_bytes = facts->out_lag_bytes;
 	out->checked_at_ms = now_ms;
 }
 
@@ -217,15 +222,40 @@ static void set_lag_seconds_reason(char *reason, double lag, double max)
 	set_reason(reason, "replication lag %ss > %ss", lag_text, max_text);
 }
 
-/* The node may serve: how much, given its lag and impairments. */
+/*
+ * Unknown is not zero: with a lag limit set, a node whose lag cannot be
+ * measured must not pass for caught up. A time limit is also met by a
+ * byte lag known to be 0 (nothing outstanding, nothing to wait for).
+ */
+static bool lag_unknown_under_limit(const struct node_facts *facts,
+				    const struct policy *policy)
+{
+	bool bytes_zero = facts->lag_bytes_known && facts->lag_bytes == 0;
+
+	if (policy->max_lag > 0 && !facts->lag_bytes_known)
+		return true;
+	return policy->max_lag_time > 0 && !facts->lag_seconds_known && !bytes_zero;
+}
+
+/*
+ * The node may serve: how much, given its lag and impairments. Unknown
+ * lag under a limit serves at min_weight only, degraded, so that a node
+ * the agent cannot judge takes the least traffic a lagging one would.
+ */
 static void judge_serving(const struct node_facts *facts,
 			  const struct policy *policy, struct verdict *v)
 {
 	int weight = 100;
 
-	if (facts->lag_bytes_known)
-		weight = weight_for_lag(policy, facts->lag_bytes);
-	set_verdict(v, STATE_READY, weight);
+	if (lag_unknown_under_limit(facts, policy)) {
+		set_verdict(v, STATE_DEGRADED, clamp_int(policy->min_weight, 0, 100));
+		set_reason(v->reason, "replication lag unknown, weight %d%% (a lag limit is set)",
+			   v->weight);
+	} else {
+		if (facts->lag_bytes_known)
+			weight = weight_for_lag(policy, facts->lag_bytes);
+		set_verdict(v, STATE_READY, weight);
+	}
 
 	if (weight < 100) {
 		char lag_text[32];
@@ -235,6 +265,14 @@ static void judge_serving(const struct node_facts *facts,
 			   lag_text, weight);
 		v->state = STATE_DEGRADED;
 	}
+	if (facts->raft_leaderless) {
+		char text[REASON_MAX];
+
+		set_reason(text, "%.*s (within raft_grace)", TEXT_MAX / 2,
+			   facts->raft_text[0] ? facts->raft_text : "raft has no leader");
+		join_reasons(v->reason, v->reason, text);
+		v->state = STATE_DEGRADED;
+	}
 	if (facts->impaired) {
 		join_reasons(v->reason, v->reason,
 			     facts->impairment[0] ? facts->impairment : "impaired");
@@ -242,13 +280,38 @@ static void judge_serving(const struct node_facts *facts,
 	}
 }
 
-static void judge_facts(const struct node_facts *facts,
-			const struct policy *policy, struct verdict *v)
+/*
+ * PGD's Raft without a leader: every election passes through it, and
+ * PGD's own proxy keeps routing for its consensus grace. The node serves
+ * on, degraded, until raft_grace has passed since it was first seen.
+ */
+static void track_raft(const struct node_facts *facts, const struct node_status *prev,
+		       int64_t now_ms, struct node_status *out)
+{
+	if (!facts->raft_leaderless)
+		out->raft_leaderless_since_ms = 0;
+	else if (!prev->raft_leaderless_since_ms)
+		out->raft_leaderless_since_ms = now_ms;
+}
+
+static bool raft_grace_over(const struct node_facts *facts, const struct policy *policy,
+			    const struct node_status *st, int64_t now_ms)
+{
+	return facts->raft_leaderless && now_ms - st->raft_leaderless_since_ms >= policy->raft_grace_ms;
+}
+
+static void judge_facts(const struct node_facts *facts, const struct policy *policy,
+			const struct node_status *st, int64_t now_ms, struct verdict *v)
 {
 	set_verdict(v, STATE_DOWN, 0);
 	if (!facts->healthy)
 		set_reason(v->reason, "%.*s", TEXT_MAX,
 			   facts->problem[0] ? facts->problem : "node reports unhealthy");
+	else if (raft_grace_over(facts, policy, st, now_ms))
+		set_reason(v->reason, "%.*s for %.1fs (raft_grace %.1fs)", TEXT_MAX / 2,
+			   facts->raft_text[0] ? facts->raft_text : "raft has no leader",
+			   (double)(now_ms - st->raft_leaderless_since_ms) / 1000.0,
+			   (double)policy->raft_grace_ms / 1000.0);
 	else if (facts->read_only && policy->read_only == READ_ONLY_DOWN)
 		set_reason(v->reason, "read-only node (policy read_only = down)");
 	else if (lag_bytes_over_max(facts, policy))
@@ -333,7 +396,8 @@ void evaluate(const struct node_facts *facts, const struct policy *policy,
 
 	if (facts->outcome == PROBE_OK) {
 		record_facts(facts, now_ms, out);
-		judge_facts(facts, policy, &v);
+		track_raft(facts, &before, now_ms, out);
+		judge_facts(facts, policy, out, now_ms, &v);
 	} else {
 		forget_lag(out);
 		judge_failed_probe(facts, &v);

@@ -6,7 +6,6 @@
 #include <event2/event.h>
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,33 +109,6 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/*
- * --inetd with a config it cannot load: stdout and stderr are the
- * client's socket, so the client gets an HTTP 503 (not a bare text
- * line), and the reason goes to syslog, where xinetd's own logs go.
- */
-static void inetd_config_failed(const char *msg)
-{
-	static const char body[] = "pgbdr-agent: configuration error (see the system log)\n";
-	char head[200];
-	char junk[4096];
-	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
-	int n;
-
-	openlog("pgbdr-agent", LOG_PID, LOG_DAEMON);
-	syslog(LOG_ERR, "%s", msg);
-	closelog();
-	/* read what the client sent, so that closing does not reset it */
-	if (poll(&pfd, 1, 200) > 0 && read(STDIN_FILENO, junk, sizeof(junk)) < 0)
-		junk[0] = '\0';
-	n = snprintf(head, sizeof(head), "HTTP/1.1 503 Service Unavailable\r\n"
-		     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-		     "Connection: close\r\n\r\n", sizeof(body) - 1);
-	if (write(STDOUT_FILENO, head, (size_t)n) == n &&
-	    write(STDOUT_FILENO, body, sizeof(body) - 1) < 0)
-		junk[0] = '\0';
-}
-
 /* --check-config lists every error and warning; the other modes the first error. */
 static int load_config(const char *path, struct agent_config *cfg, enum run_mode mode)
 {
@@ -156,10 +128,15 @@ static int load_config(const char *path, struct agent_config *cfg, enum run_mode
 	if (rc == 0)
 		return 0;
 	config_error_format(&err, msg, sizeof(msg));
-	if (mode == MODE_INETD)
-		inetd_config_failed(msg);
-	else if (mode != MODE_CHECK_CONFIG)
+	if (mode == MODE_INETD) {
+		/* syslog is where xinetd's own logs go */
+		openlog("pgbdr-agent", LOG_PID, LOG_DAEMON);
+		syslog(LOG_ERR, "%s", msg);
+		closelog();
+		inetd_serve_config_error(msg, STDIN_FILENO, STDOUT_FILENO);
+	} else if (mode != MODE_CHECK_CONFIG) {
 		fprintf(stderr, "pgbdr-agent: %s\n", msg);
+	}
 	return -1;
 }
 
@@ -343,6 +320,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pgbdr-agent: cannot disable core dumps: %s\n", strerror(errno));
 	if (parse_options(argc, argv, &opts) < 0)
 		return 2;
+	/* xinetd connects stderr to the client too: nothing may go there */
+	if (opts.mode == MODE_INETD)
+		inetd_quiet_stderr();
 	if (load_config(opts.config_path, &cfg, opts.mode) < 0)
 		return 1;
 	if (opts.mode == MODE_CHECK_CONFIG) {

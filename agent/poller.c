@@ -80,6 +80,8 @@ struct poller {
 	struct conn_caps caps;
 	const struct probe_ops *probe; /* NULL until detected */
 	bool prepared;                 /* the probe statement exists on conn */
+	unsigned statement_gen;        /* names each prepared probe statement */
+	int rounds_since_detect;       /* re-detect the flavor every few rounds */
 	/* the latest result of the query in flight; the final one is what
 	 * counts, and it may arrive some reads before libpq's closing NULL */
 	PGresult *pending;
@@ -301,7 +303,19 @@ static void on_notice(void *arg, const char *message)
 		    p->name, line);
 }
 
-#define PROBE_STATEMENT "pgbdr_probe"
+/*
+ * A node can change under a live connection (it joins BDR, gets a
+ * subscription): every REDETECT_EVERY rounds the round starts with the
+ * detect query again (one cheap catalog read), and a changed catalog
+ * prepares the probe anew under a new statement name.
+ */
+#define REDETECT_EVERY 5
+
+static const char *statement_name(const struct poller *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "pgbdr_probe_%u", p->statement_gen);
+	return buf;
+}
 
 /* After PQsend*(): wait for the answer, or fail if the send did not go. */
 static void await_result(struct poller *p, int sent, enum poller_phase phase)
@@ -329,31 +343,45 @@ static int row_by_row(PGconn *conn, int sent)
 static void send_probe(struct poller *p)
 {
 	char buf[PROBE_QUERY_MAX];
+	char name[32];
 
-	if (!p->probe)
+	if (!p->probe || p->rounds_since_detect >= REDETECT_EVERY)
 		await_result(p, row_by_row(p->conn, PQsendQuery(p->conn, probe_detect_query())),
 			     PHASE_DETECTING);
 	else if (!p->prepared)
-		await_result(p, PQsendPrepare(p->conn, PROBE_STATEMENT,
+		await_result(p, PQsendPrepare(p->conn, statement_name(p, name, sizeof(name)),
 					      p->probe->query(&p->caps, buf, sizeof(buf)), 0, NULL),
 			     PHASE_PREPARING);
 	else
-		await_result(p, row_by_row(p->conn, PQsendQueryPrepared(p->conn, PROBE_STATEMENT,
-									0, NULL, NULL, NULL, 0)),
+		await_result(p, row_by_row(p->conn, PQsendQueryPrepared(p->conn,
+					statement_name(p, name, sizeof(name)), 0, NULL, NULL, NULL, 0)),
 			     PHASE_PROBING);
 }
 
 static void handle_detect_result(struct poller *p, const PGresult *res)
 {
 	char err[REASON_MAX];
+	struct conn_caps before = p->caps;
+	bool require_bdr = p->cfg->classic && !p->cfg->flavor_set;
 
-	if (probe_detect_parse(res, p->cfg->flavor, &p->caps, err, sizeof(err)) < 0) {
+	if (probe_detect_parse(res, p->cfg->flavor, require_bdr, &p->caps, err,
+			       sizeof(err)) < 0) {
 		fail_round(p, PROBE_QUERY_FAILED, "%s", err);
 		return;
 	}
+	if (p->probe && memcmp(&before, &p->caps, sizeof(before)) != 0) {
+		p->prepared = false;
+		p->statement_gen++;
+	}
+	if (!p->probe || before.flavor != p->caps.flavor)
+		log_info(p->log, "node %s: PostgreSQL %d, flavor %s%s", p->name,
+			 p->caps.server_version, flavor_name(p->caps.flavor),
+			 p->probe ? " (changed)" : "");
+	if (!p->probe && p->caps.is_superuser)
+		log_warning(p->log, "node %s: connected as a superuser; a monitoring role with"
+			    " the grants in sql/grants/ is enough", p->name);
 	p->probe = probe_for_flavor(p->caps.flavor);
-	log_debug(p->log, "node %s: PostgreSQL %d, flavor %s", p->name,
-		  p->caps.server_version, flavor_name(p->caps.flavor));
+	p->rounds_since_detect = 0;
 	send_probe(p);
 }
 
@@ -775,12 +803,13 @@ static void start_round(struct poller *p)
 	p->in_round = true;
 	p->round_started_ms = clock_ms();
 	evtimer_add(p->deadline, &tv);
+	p->rounds_since_detect++;
 	if (p->phase == PHASE_CONNECTED) {
 		reset_byte_budget(p);
 		send_probe(p);
-	}
-	else
+	} else {
 		begin_connect(p);
+	}
 }
 
 static void on_next_round(evutil_socket_t fd, short what, void *arg)

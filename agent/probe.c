@@ -42,6 +42,8 @@ enum {
 	DET_PGD_MONITOR,
 	DET_PGD_ROUTING,
 	DET_ORIGINS_READABLE,
+	DET_SUPERUSER,
+	DET_SPOCK_RECEIVER_LAG,
 	DET_N_COLS
 };
 
@@ -82,7 +84,9 @@ const char *probe_detect_query(void)
 	       "   WHERE c.relname = 'pg_replication_origin_status'"
 	       "   AND c.relnamespace = p.pronamespace"
 	       "   AND has_table_privilege(c.oid, 'SELECT')"
-	       "   AND has_function_privilege(p.oid, 'EXECUTE'))";
+	       "   AND has_function_privilege(p.oid, 'EXECUTE')),"
+	       " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
+	       HAS_COL("spock", "lag_tracker", "last_received_lsn");
 }
 
 static enum flavor choose_flavor(const struct conn_caps *caps)
@@ -115,7 +119,7 @@ static void parse_pgd_caps(const PGresult *res, struct conn_caps *caps)
 	caps->pgd_has_routing = pq_bool(res, DET_PGD_ROUTING);
 }
 
-int probe_detect_parse(const PGresult *res, enum flavor forced,
+int probe_detect_parse(const PGresult *res, enum flavor forced, bool require_bdr,
 		       struct conn_caps *caps, char *err, size_t errlen)
 {
 	if (PQntuples(res) != 1 || PQnfields(res) != DET_N_COLS) {
@@ -134,8 +138,16 @@ int probe_detect_parse(const PGresult *res, enum flavor forced,
 	caps->bdr_has_read_only = pq_bool(res, DET_BDR_READ_ONLY);
 	caps->n_logical_slots = (int)pq_int64(res, DET_LOGICAL_SLOTS);
 	caps->can_read_origins = pq_bool(res, DET_ORIGINS_READABLE);
+	caps->is_superuser = pq_bool(res, DET_SUPERUSER);
+	caps->spock_receiver_lag = pq_bool(res, DET_SPOCK_RECEIVER_LAG);
 	parse_pgd_caps(res, caps);
 	caps->flavor = forced != FLAVOR_AUTO ? forced : choose_flavor(caps);
+	if (require_bdr && caps->flavor != FLAVOR_BDR && caps->flavor != FLAVOR_PGD) {
+		snprintf(err, errlen, "no BDR in this database: a [postgresql] section checks BDR;"
+			 " set flavor = auto (or the setup's flavor) to check a %s server",
+			 flavor_name(caps->flavor));
+		return -1;
+	}
 	if (!probe_for_flavor(caps->flavor)) {
 		snprintf(err, errlen, "flavor %s is not supported by this build",
 			 flavor_name(caps->flavor));
@@ -290,4 +302,62 @@ void probe_take_idle_slots(const PGresult *res, int col_list, const char *what,
 		return;
 	facts->peers_down = 1;
 	facts_add_impairment(facts, "%s %s", what, pq_text(res, col_list));
+}
+
+void probe_take_outgoing(const PGresult *res, int col, struct node_facts *facts)
+{
+	const char *p = pq_text(res, col);
+
+	facts->n_outgoing = 0;
+	facts->out_lag_bytes_known = false;
+	facts->out_lag_bytes = 0;
+	while (*p && facts->n_outgoing < MAX_PEERS) {
+		struct outgoing_fact *o = &facts->outgoing[facts->n_outgoing];
+		size_t key_len = strcspn(p, "\x1f\x1e");
+		char *end;
+
+		snprintf(o->to, sizeof(o->to), "%.*s", (int)key_len, p);
+		p += key_len;
+		o->lag_known = false;
+		o->lag_bytes = 0;
+		if (*p == '\x1f' && p[1] >= '0' && p[1] <= '9') {
+			long long v = strtoll(p + 1, &end, 10);
+
+			o->lag_known = true;
+			o->lag_bytes = v < 0 ? 0 : v;
+		}
+		p += strcspn(p, "\x1e");
+		if (*p)
+			p++;
+		if (!o->to[0])
+			continue;
+		if (o->lag_known && (!facts->out_lag_bytes_known || o->lag_bytes > facts->out_lag_bytes)) {
+			facts->out_lag_bytes_known = true;
+			facts->out_lag_bytes = o->lag_bytes;
+		}
+		facts->n_outgoing++;
+	}
+}
+
+void probe_take_incoming(const PGresult *res, int col, struct node_facts *facts)
+{
+	const char *p = pq_text(res, col);
+
+	facts->n_incoming = 0;
+	while (*p && facts->n_incoming < MAX_PEERS) {
+		size_t key_len = strcspn(p, "\x1e");
+
+		snprintf(facts->incoming[facts->n_incoming], STREAM_KEY_MAX, "%.*s", (int)key_len, p);
+		p += key_len;
+		if (*p)
+			p++;
+		if (facts->incoming[facts->n_incoming][0])
+			facts->n_incoming++;
+	}
+	if (facts->n_incoming == 0 && !facts->lag_bytes_known) {
+		facts->lag_bytes_known = true;
+		facts->lag_bytes = 0;
+		facts->lag_seconds_known = true;
+		facts->lag_seconds = 0;
+	}
 }

@@ -24,6 +24,9 @@ struct conn_caps {
 	int n_walsenders;          /* rows in pg_stat_replication */
 	int n_logical_slots;       /* pgoutput slots of this database */
 	bool can_read_origins;     /* may read pg_replication_origin_status */
+	bool is_superuser;         /* the monitoring role needs far less */
+	/* spock.lag_tracker is the receiver's view (5.0: last_received_lsn) */
+	bool spock_receiver_lag;
 	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
 	/* PGD catalog shape: 3.7, 4 and 5 differ in these */
 	bool pgd_has_node_kind;    /* bdr.node_summary.node_kind_name (5) */
@@ -54,9 +57,12 @@ const char *probe_detect_query(void);
 
 /*
  * Parse the detect result into caps and choose the flavor (forced
- * wins). Returns 0, or -1 with a reason in err.
+ * wins). require_bdr is the classic [postgresql] section without a
+ * flavor key: a BDR check, as the classic checker was, so a database
+ * without BDR is an error that names the flavor setting. Returns 0, or
+ * -1 with a reason in err.
  */
-int probe_detect_parse(const PGresult *res, enum flavor forced,
+int probe_detect_parse(const PGresult *res, enum flavor forced, bool require_bdr,
 		       struct conn_caps *caps, char *err, size_t errlen);
 
 /* The probe for a flavor; never NULL for a detected flavor. */
@@ -80,6 +86,16 @@ void probe_take_lag_seconds(const PGresult *res, int col, struct node_facts *fac
  * chr(30) between peers; control characters cannot clash with names.
  */
 void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
+
+/*
+ * Outgoing streams come the same way: key, chr(31), lag in bytes (empty
+ * when unknown), chr(30) between streams; their worst lag becomes the
+ * outgoing figure. Incoming keys are separated by chr(30). A node with
+ * no incoming stream has nothing to wait for: its own lag is then 0,
+ * otherwise it stays unknown unless the probe measured it.
+ */
+void probe_take_outgoing(const PGresult *res, int col, struct node_facts *facts);
+void probe_take_incoming(const PGresult *res, int col, struct node_facts *facts);
 
 /*
  * The rule every flavor shares for subscriptions that are not applying
@@ -108,6 +124,15 @@ void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)
 /* Like facts_set_impairment, but appends to an earlier one: "a; b". */
 void facts_add_impairment(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * The parsers' judgement of catalog values, pure so that tests can feed
+ * them the rows real catalogs hold (tests/unit/test_probe.c).
+ */
+/* BDR 1/2 bdr.bdr_nodes.node_status of the local node ("" when missing). */
+void judge_node_status(const char *status, struct node_facts *facts);
+/* PGD peer_state_name and peer_target_state_name of the local node. */
+void judge_local_state(const char *state, const char *target, struct node_facts *facts);
 
 extern const struct probe_ops probe_bdr_ops;
 extern const struct probe_ops probe_pgd_ops;

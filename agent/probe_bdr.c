@@ -2,6 +2,12 @@
  * BDR 1/2: the local node's row in bdr.bdr_nodes, whether BDR is
  * active in this database, and the slots peers replicate through.
  * Needs SELECT on bdr.bdr_nodes and bdr.bdr_node_slots only.
+ *
+ * The slots here are outgoing: how far each peer is behind this node.
+ * They are reported as such, keyed "this>peer", and a central agent
+ * reads them as the peer's lag. This node's own lag is what its peers'
+ * slots for it say ("peer>this" on each peer); alone, it is unknown
+ * while it has peers, and 0 without any.
  */
 #include <string.h>
 
@@ -17,7 +23,8 @@ enum {
 	COL_PEERS,
 	COL_PEERS_DOWN,
 	COL_PEERS_DOWN_NAMES,
-	COL_LAG_BYTES,
+	COL_OUTGOING,
+	COL_INCOMING,
 	COL_PEER_LIST,
 	N_COLS
 };
@@ -28,12 +35,17 @@ enum {
  * where the LSN functions still carry "xlog" names.
  */
 #define BDR_SELECT(read_only, lag_expr) \
-	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), " read_only "," \
+	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), COALESCE(" read_only ", false)" \
+	"   OR pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
 	" (SELECT count(*) FROM bdr.bdr_node_slots)::int," \
 	" (SELECT count(*) FROM bdr.bdr_node_slots WHERE NOT walsender_active)::int," \
 	" (SELECT string_agg(node_name, ', ' ORDER BY node_name) FROM bdr.bdr_node_slots" \
 	"   WHERE NOT walsender_active)," \
-	" (SELECT max(" lag_expr ")::bigint FROM bdr.bdr_node_slots WHERE walsender_active)," \
+	" (SELECT string_agg(l.name || '>' || node_name || chr(31)" \
+	"   || COALESCE(GREATEST(0, " lag_expr ")::bigint::text, ''), chr(30) ORDER BY node_name)" \
+	"   FROM bdr.bdr_node_slots)," \
+	" (SELECT string_agg(p.node_name || '>' || l.name, chr(30) ORDER BY p.node_name)" \
+	"   FROM bdr.bdr_nodes p WHERE p.node_name <> l.name AND p.node_status = 'r')," \
 	" (SELECT string_agg(p.node_name || chr(31) ||" \
 	"   (p.node_status = 'r' AND COALESCE(s.walsender_active, false))::text, chr(30)" \
 	"   ORDER BY p.node_name) FROM bdr.bdr_nodes p" \
@@ -72,7 +84,7 @@ static const char *join_phase(char code)
 	}
 }
 
-static void judge_node_status(const char *status, struct node_facts *facts)
+void judge_node_status(const char *status, struct node_facts *facts)
 {
 	const char *phase;
 
@@ -104,7 +116,8 @@ static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 	facts->read_only = pq_bool(res, COL_READ_ONLY);
 	facts->peers_total = (int)pq_int64(res, COL_PEERS);
 	facts->peers_down = (int)pq_int64(res, COL_PEERS_DOWN);
-	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+	probe_take_outgoing(res, COL_OUTGOING, facts);
+	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);

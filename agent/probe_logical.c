@@ -22,6 +22,8 @@ enum {
 	COL_LAG_BYTES,
 	COL_LAG_SECONDS,
 	COL_READ_ONLY,
+	COL_OUTGOING,
+	COL_INCOMING,
 	N_COLS
 };
 
@@ -31,11 +33,15 @@ enum {
  * latest_end_lsn is only what the worker itself last reported. What the
  * subscriber can measure is its apply backlog: received, but not yet
  * applied (the subscription's replication origin, "pg_<oid>"). Data the
- * publisher has not sent yet shows on the publisher, in its slot. The
- * node's lag is the worse of its backlog and its slots' lag.
+ * publisher has not sent yet shows on the publisher, in its slot, which
+ * a central agent reads (the subscription's slot name is the key). The
+ * slots here are outgoing, the subscribers' lag: reported apart. With no
+ * subscription the node waits for nothing, lag 0; with one whose backlog
+ * cannot be read, unknown. Tables still in their initial copy make the
+ * node unfit for reads.
  */
 #define LOGICAL_SELECT(applied) \
-	"WITH subs AS (SELECT s.oid AS subid, s.subname, s.subenabled, w.pid," \
+	"WITH subs AS (SELECT s.oid AS subid, s.subname, s.subslotname, s.subenabled, w.pid," \
 	"   w.received_lsn, w.last_msg_send_time" \
 	"   FROM pg_subscription s LEFT JOIN pg_stat_subscription w" \
 	"     ON w.subid = s.oid AND w.relid IS NULL" \
@@ -59,11 +65,16 @@ enum {
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots" \
 	"   WHERE NOT active)," \
-	" GREATEST((SELECT max(bytes) FROM backlog)," \
-	"   (SELECT max(lag) FROM slots WHERE active))::bigint," \
+	" CASE WHEN (SELECT count(*) FROM subs) = 0 THEN 0" \
+	"   WHEN (SELECT count(*) FROM backlog) = (SELECT count(*) FROM subs)" \
+	"   THEN (SELECT max(bytes) FROM backlog)::bigint END," \
 	" (SELECT max(CASE WHEN bytes = 0 THEN 0" \
 	"   ELSE extract(epoch FROM now() - last_msg_send_time) END) FROM backlog)," \
-	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'"
+	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
+	" (SELECT string_agg(slot_name::text || chr(31) || COALESCE(GREATEST(0, lag)::bigint::text, '')," \
+	"   chr(30) ORDER BY slot_name) FROM slots)," \
+	" (SELECT string_agg(subslotname::text, chr(30) ORDER BY subslotname) FROM subs" \
+	"   WHERE subslotname IS NOT NULL)"
 
 #define APPLIED_ORIGINS \
 	"SELECT s.subid, o.remote_lsn FROM subs s" \
@@ -107,12 +118,14 @@ static void logical_parse(const PGresult *res, const struct conn_caps *caps,
 	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
 	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
 	probe_take_lag_seconds(res, COL_LAG_SECONDS, facts);
+	probe_take_outgoing(res, COL_OUTGOING, facts);
+	probe_take_incoming(res, COL_INCOMING, facts);
 
 	judge_subscriptions(res, facts);
 	syncing = pq_int64(res, COL_TABLES_SYNCING);
-	if (syncing > 0)
-		facts_add_impairment(facts, "initial sync of %lld table%s", syncing,
-				     syncing == 1 ? "" : "s");
+	if (syncing > 0 && facts->healthy)
+		facts_set_problem(facts, "initial copy of %lld table%s: not ready for reads",
+				  syncing, syncing == 1 ? "" : "s");
 	probe_take_idle_slots(res, COL_SLOTS_IDLE, "slot not streaming:", facts);
 }
 

@@ -5,6 +5,11 @@
  * on PGD 5, the group's write leader. The catalogs of the three
  * versions differ in a few columns; detection found which ones exist.
  * A monitoring role needs bdr_monitor (sql/grants/pgd.sql).
+ *
+ * bdr.node_slots are outgoing: how far each peer is behind this node.
+ * They are reported keyed "this>peer", and a central agent reads them
+ * as the peer's lag; this node's own lag is its peers' "peer>this". Alone
+ * it is unknown while it subscribes to anyone, and 0 when it does not.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,8 +27,8 @@ enum {
 	COL_SLOTS_MESSAGE,
 	COL_SLOTS,
 	COL_SLOTS_IDLE,
-	COL_LAG_BYTES,
-	COL_LAG_SECONDS,
+	COL_OUTGOING,
+	COL_INCOMING,
 	COL_SUBS_DISABLED,
 	COL_SUBS_DOWN,
 	COL_SUBS_REPLICATING,
@@ -65,9 +70,11 @@ enum {
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(target_name::text, ', ' ORDER BY target_name) FROM slots" \
 	"   WHERE NOT active)," \
-	" (SELECT max(replay_lag_bytes)::bigint FROM slots WHERE active)," \
-	" (SELECT max(CASE WHEN replay_lag_bytes = 0 THEN 0" \
-	"   ELSE extract(epoch FROM replay_lag) END) FROM slots WHERE active)," \
+	" (SELECT string_agg(l.node_name || '>' || target_name || chr(31)" \
+	"   || COALESCE(GREATEST(0, replay_lag_bytes)::bigint::text, ''), chr(30)" \
+	"   ORDER BY target_name) FROM slots)," \
+	" (SELECT string_agg(DISTINCT origin_name || '>' || l.node_name, chr(30)) FROM subs" \
+	"   WHERE sub_enabled AND origin_name IS NOT NULL)," \
 	" (SELECT string_agg(sub_name::text, ', ' ORDER BY sub_name) FROM subs" \
 	"   WHERE NOT sub_enabled)," \
 	" (SELECT string_agg(sub_name || ' from ' || COALESCE(origin_name::text, '?') || ' is '" \
@@ -164,8 +171,7 @@ static bool in_list(const char *s, const char *const *list)
  * passes; a node that stays there (target STANDBY) is a logical
  * standby, which serves reads only.
  */
-static void judge_local_state(const char *state, const char *target,
-			      struct node_facts *facts)
+void judge_local_state(const char *state, const char *target, struct node_facts *facts)
 {
 	static const char *const joining[] = {
 		"JOIN_START", "JOINING", "CATCHUP", "PROMOTE", "PROMOTING", NULL
@@ -228,18 +234,29 @@ static void judge_subscriptions(const PGresult *res, struct node_facts *facts)
 
 /*
  * Raft must have exactly one leader per group, followed by every node.
- * No leader or several leaders: consensus is broken, PGD's own routing
- * stops, and so does this node (fall absorbs a normal election).
+ * Several leaders: consensus is broken, and this node goes down. No
+ * leader is what every election looks like for a moment: it is
+ * reported as such, and evaluate() keeps the node serving for
+ * raft_grace (as PGD's own proxy does) before failing closed. Without
+ * group_raft_details consensus cannot be confirmed at all: down.
  */
+#define RAFT_NO_LEADER "raft has no leader"
+
 static void judge_raft(const PGresult *res, const struct conn_caps *caps,
 		       struct node_facts *facts)
 {
+	const char *problem = pq_text(res, COL_RAFT_PROBLEM);
+
 	if (!caps->pgd_has_raft)
-		return;
-	if (pq_int64(res, COL_RAFT_GROUPS) == 0)
+		first_problem(facts, "raft: bdr.group_raft_details is missing: consensus unknown");
+	else if (pq_int64(res, COL_RAFT_GROUPS) == 0)
 		first_problem(facts, "raft: no consensus status for this node");
+	else if (strncmp(problem, RAFT_NO_LEADER, strlen(RAFT_NO_LEADER)) == 0) {
+		facts->raft_leaderless = true;
+		snprintf(facts->raft_text, sizeof(facts->raft_text), "%s", problem);
+	}
 	else if (!pq_is_null(res, COL_RAFT_PROBLEM))
-		first_problem(facts, "%s", pq_text(res, COL_RAFT_PROBLEM));
+		first_problem(facts, "%s", problem);
 	else if (!pq_is_null(res, COL_RAFT_SELF))
 		first_problem(facts, "raft: this node does not follow leader %s",
 			      pq_text(res, COL_RAFT_SELF));
@@ -274,8 +291,8 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 	facts->read_only = pq_bool(res, COL_READ_ONLY) ||
 			   strcmp(pq_text(res, COL_NODE_KIND), "subscriber-only") == 0;
 	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
-	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
-	probe_take_lag_seconds(res, COL_LAG_SECONDS, facts);
+	probe_take_outgoing(res, COL_OUTGOING, facts);
+	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME)) {
@@ -283,6 +300,8 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 		return;
 	}
 	judge_local_state(pq_text(res, COL_STATE), pq_text(res, COL_TARGET_STATE), facts);
+	if (strcmp(pq_text(res, COL_NODE_KIND), "witness") == 0)
+		first_problem(facts, "witness node: it stores no data and takes no traffic");
 	judge_subscriptions(res, facts);
 	judge_slots_status(res, facts);
 	judge_raft(res, caps, facts);

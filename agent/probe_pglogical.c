@@ -9,6 +9,13 @@
  * only degrades the node while another subscription still replicates;
  * with none replicating the node is cut off from every peer and cannot
  * tell whether it is the survivor or the partitioned one, so it is down.
+ *
+ * Lag: the pglogical slots here are outgoing, how far each subscriber is
+ * behind this node; they are reported keyed by slot name, and a central
+ * agent reads them as the subscriber's lag. The node's own lag comes
+ * from its providers' slots for its subscriptions (the same slot names);
+ * alone it is unknown while it subscribes, and 0 when it does not.
+ * A table being resynchronized makes the node unfit for reads.
  */
 #include <stdio.h>
 
@@ -22,9 +29,11 @@ enum {
 	COL_SUBS_REPLICATING,
 	COL_SLOTS,
 	COL_SLOTS_IDLE,
-	COL_LAG_BYTES,
+	COL_OUTGOING,
+	COL_INCOMING,
 	COL_READ_ONLY,
 	COL_PEER_LIST,
+	COL_SYNCING,
 	N_COLS
 };
 
@@ -33,7 +42,7 @@ enum {
  * provider_dsn column is never selected, since it may hold a password.
  */
 #define PGLOGICAL_SELECT(lag_expr) \
-	"WITH subs AS (SELECT subscription_name, status, provider_node" \
+	"WITH subs AS (SELECT subscription_name, status, provider_node, slot_name" \
 	"   FROM pglogical.show_subscription_status())," \
 	" slots AS (SELECT slot_name, active, " lag_expr " AS lag" \
 	"   FROM pg_replication_slots WHERE plugin = 'pglogical_output')" \
@@ -48,12 +57,16 @@ enum {
 	" (SELECT count(*) FROM subs WHERE status = 'replicating')::int," \
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots WHERE NOT active)," \
-	" (SELECT max(lag)::bigint FROM slots WHERE active)," \
+	" (SELECT string_agg(slot_name::text || chr(31) || COALESCE(GREATEST(0, lag)::bigint::text, '')," \
+	"   chr(30) ORDER BY slot_name) FROM slots)," \
+	" (SELECT string_agg(slot_name::text, chr(30) ORDER BY slot_name) FROM subs)," \
 	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
 	" (SELECT string_agg(n.node_name || chr(31) || EXISTS (SELECT 1 FROM subs" \
 	"   WHERE subs.provider_node = n.node_name AND subs.status = 'replicating')::text," \
 	"   chr(30) ORDER BY n.node_name) FROM pglogical.node n" \
-	"   WHERE n.node_id NOT IN (SELECT node_id FROM pglogical.local_node))"
+	"   WHERE n.node_id NOT IN (SELECT node_id FROM pglogical.local_node))," \
+	" (SELECT count(*) FROM pglogical.local_sync_status" \
+	"   WHERE sync_relname IS NOT NULL AND sync_status NOT IN ('r', 'y'))::int"
 
 static const char *pglogical_query(const struct conn_caps *caps, char *buf, size_t len)
 {
@@ -72,13 +85,17 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 		 pq_text(res, COL_LOCAL_NAME));
 	facts->read_only = pq_bool(res, COL_READ_ONLY);
 	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
-	probe_take_lag_bytes(res, COL_LAG_BYTES, facts);
+	probe_take_outgoing(res, COL_OUTGOING, facts);
+	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME))
 		facts_set_problem(facts, "no pglogical local node in this database");
 	else if (!pq_is_null(res, COL_SUBS_FAILED))
 		facts_set_problem(facts, "subscription %s", pq_text(res, COL_SUBS_FAILED));
+	else if (pq_int64(res, COL_SYNCING) > 0)
+		facts_set_problem(facts, "synchronizing %lld table(s): not ready for reads",
+				  pq_int64(res, COL_SYNCING));
 	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
 					  "subscription", facts);
 	probe_take_idle_slots(res, COL_SLOTS_IDLE, "peer slot not streaming:", facts);

@@ -1,5 +1,6 @@
 /*
  * A plain PostgreSQL server: reachable and writable. Needs no grant.
+ * It replicates from nowhere, so it has nothing to lag behind: lag 0.
  */
 #include "probe.h"
 
@@ -16,6 +17,8 @@ static void plain_parse(const PGresult *res, const struct conn_caps *caps,
 		return;
 	facts->healthy = true;
 	facts->read_only = pq_bool(res, 0) || pq_bool(res, 1);
+	facts->lag_bytes_known = true;
+	facts->lag_seconds_known = true;
 }
 
 const struct probe_ops probe_plain_ops = {

@@ -78,6 +78,9 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 
 	evbuffer_add(out, "{", 1);
 	json_string_field(out, "name", st->name);
+	if (st->name_pending)
+		json_string_field(out, "name_note", "not known yet: the host name until a probe"
+				  " reads the catalog's local node name");
 	json_string_field(out, "flavor", flavor_name(st->flavor));
 	json_string_field(out, "state", state_name(st->state));
 	evbuffer_add_printf(out, "\"weight\": %d, ", st->weight);
@@ -85,6 +88,11 @@ static void render_node_json(const struct node *n, struct evbuffer *out)
 		evbuffer_add_printf(out, "\"lag_bytes\": %lld, ", (long long)st->lag_bytes);
 	else
 		evbuffer_add_printf(out, "\"lag_bytes\": null, ");
+	if (st->out_lag_bytes_known)
+		evbuffer_add_printf(out, "\"outgoing_lag_bytes\": %lld, ",
+				    (long long)st->out_lag_bytes);
+	else
+		evbuffer_add_printf(out, "\"outgoing_lag_bytes\": null, ");
 	if (st->lag_seconds_known)
 		evbuffer_add_printf(out, "\"lag_seconds\": %.3f, ", st->lag_seconds);
 	else

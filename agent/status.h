@@ -48,11 +48,25 @@ enum probe_outcome {
 const char *probe_outcome_name(enum probe_outcome o);
 
 #define MAX_PEERS 32
+/* "source>receiver" of two node names, or a slot name */
+#define STREAM_KEY_MAX (2 * NODE_NAME_MAX + 2)
 
 /* A peer as the local node's catalog sees it. */
 struct peer_fact {
 	char name[NODE_NAME_MAX];
 	bool up; /* member in good standing and replicating with us */
+};
+
+/*
+ * A replication stream leaving this node and how far its receiver is
+ * behind this node (the receiver's staleness, not this node's). to is
+ * a key the receiver also reports among its incoming streams: for
+ * BDR/PGD "source>receiver", for pglogical the slot's name.
+ */
+struct outgoing_fact {
+	char to[STREAM_KEY_MAX];
+	bool lag_known;
+	int64_t lag_bytes;
 };
 
 /*
@@ -80,13 +94,34 @@ struct node_facts {
 
 	bool read_only;
 
+	/*
+	 * This node's own staleness: changes made elsewhere and not yet
+	 * applied here. 0 when nothing comes in; unknown when something
+	 * does and this node alone cannot measure it.
+	 */
 	bool lag_bytes_known;
 	int64_t lag_bytes;
 	bool lag_seconds_known;
 	double lag_seconds;
 
+	/* How far the peers are behind this node: information only. */
+	bool out_lag_bytes_known;
+	int64_t out_lag_bytes;
+	int n_outgoing;
+	struct outgoing_fact outgoing[MAX_PEERS];
+	/* Keys of the streams coming in, matched against peers' outgoing. */
+	int n_incoming;
+	char incoming[MAX_PEERS][STREAM_KEY_MAX];
+
 	int peers_total;
 	int peers_down;
+
+	/* physical: the timeline of a primary's current WAL, 0 when unknown */
+	int timeline;
+
+	/* PGD: Raft has no leader now (an election, or lost consensus). */
+	bool raft_leaderless;
+	char raft_text[REASON_MAX]; /* which group, for the reason */
 
 	/* PGD/raft can name the write leader itself; empty when not. */
 	char catalog_write_leader[NODE_NAME_MAX];
@@ -110,10 +145,12 @@ struct policy {
 	int rise;
 	int fall;
 	int64_t stale_after_ms;
+	int64_t raft_grace_ms;    /* PGD: serve on this long while Raft elects */
 };
 
 struct node_status {
 	char name[NODE_NAME_MAX];
+	bool name_pending;        /* the host name until a probe tells the real one */
 	enum flavor flavor;
 	enum node_state state;
 	int weight;               /* 0..100 */
@@ -121,6 +158,8 @@ struct node_status {
 	int64_t lag_bytes;
 	bool lag_seconds_known;
 	double lag_seconds;
+	bool out_lag_bytes_known; /* how far the peers are behind this node */
+	int64_t out_lag_bytes;
 	bool read_only;
 	char reason[REASON_MAX];  /* empty when plainly ready */
 	bool write_leader;
@@ -130,6 +169,11 @@ struct node_status {
 	int64_t checked_at_ms;    /* end of the last good probe, 0 if none */
 	int64_t last_probe_at_ms; /* end of the last probe, good or bad */
 	int check_ms;             /* duration of the last probe */
+
+	int timeline;             /* physical primary's timeline, 0 unknown */
+
+	/* since when PGD's Raft has had no leader, 0 while it has one */
+	int64_t raft_leaderless_since_ms;
 
 	/* hysteresis counters */
 	int good_streak;

@@ -47,7 +47,8 @@ STATE_FILE = os.path.join(tempfile.gettempdir(), "pgbdr_demo.json")
 
 # Per-node agents: probe twice a second; replication lag above 4MB
 # lowers the weight linearly down to 10% at 64MB, beyond which the node
-# is down.
+# is down. A node's lag is its own staleness, read in its providers'
+# slots for it, so each node's agent watches its peers too.
 AGENT_TIMING = {"interval": "500ms", "timeout": "2s"}
 DRAIN_LAG_MB, MAX_LAG_MB, MIN_WEIGHT = 4, 64, 10
 POLICY = {"drain_lag": f"{DRAIN_LAG_MB}MB", "max_lag": f"{MAX_LAG_MB}MB",
@@ -348,20 +349,22 @@ class Demo:
                                          (note,), dbname=DB))
 
     def classic_section(self, pg):
-        # the classic PgSQLBDRChecker database.ini, unchanged
+        # the classic PgSQLBDRChecker keys; flavor detected (pglogical)
         return {"host": "127.0.0.1", "port": pg.port, "database": DB,
-                "user": harness.MONITOR_ROLE, "password": self.monitor_password}
+                "user": harness.MONITOR_ROLE, "password": self.monitor_password,
+                "flavor": "auto"}
 
     def start_agents(self):
         for name, pg in self.pg.items():
             agent_port = free_port()
             maint = os.path.join(self.dir, f"maintenance-{name}")
+            # its own node first: HAProxy's silent agent-check gets that one
             cfg = [
-                ("postgresql", self.classic_section(pg)),
                 ("agent", dict(AGENT_TIMING, agent_listen=f"127.0.0.1:{agent_port}",
-                               maintenance_file=maint)),
+                               maintenance_file=maint, agent_send_wait="50ms")),
                 ("policy", dict(POLICY)),
-            ]
+            ] + [(f"node.{n}", self.classic_section(self.pg[n]))
+                 for n in [name] + [p for p in NODES if p != name]]
             a = Agent(self.reg, cfg, name=f"agent-{name}")
             a.agent_port = agent_port
             a.maintenance_file = maint
@@ -544,7 +547,14 @@ class Demo:
 
     def step3(self):
         """Replication lag: node3 stops applying what node2 sends, node2's
-        outgoing slot falls behind, node2's weight drops."""
+        slot for node3 falls behind: node3 is stale and its weight drops,
+        while node2, which has every change, stays at 100. A node's lag is
+        read in all its providers' slots, so node1 must be back first."""
+        if not self.node1_running():
+            say("action", "pg_ctl start on node1 (node3's lag is read in every provider's slot)")
+            self.pg["node1"].start()
+            self.kick_subscriptions_from("node1")
+            self.expect_status({("weighted", n): "UP" for n in NODES}, 30)
         pid = self.wait("apply worker node3_from_node2",
                         lambda: self.apply_worker_pid("node3", "node2"), 20)
         os.kill(pid, signal.SIGSTOP)
@@ -559,18 +569,22 @@ class Demo:
             chunk += 1
         lag = self.slot_lag("node2")
         expect = expected_weight(lag)
-        say("check", f"node2's pglogical slot for node3 is {lag / 1048576:.1f}MB behind "
+        say("check", f"node2's pglogical slot for node3 is {lag / 1048576:.1f}MB behind: node3's lag "
                      f"(policy: drain_lag {POLICY['drain_lag']}, max_lag {POLICY['max_lag']}, "
                      f"min_weight {POLICY['min_weight']}% -> about {expect}%)")
 
         def dropped():
-            row = self.obs.servers()[("weighted", "node2")]
+            row = self.obs.servers()[("weighted", "node3")]
             return (shows(row["status"], "UP") and int(row["weight"] or 100) <= expect + 5
                     and row)
-        row = self.wait(f"node2's weight down to about {expect} in pg_weighted", dropped, 20)
-        say("check", f"HAProxy weighted/node2: {row['status']}, weight {row['weight']}")
-        say("agent", self.agent_line("node2"))
+        row = self.wait(f"node3's weight down to about {expect} in pg_weighted", dropped, 20)
+        say("check", f"HAProxy weighted/node3: {row['status']}, weight {row['weight']}")
+        say("agent", self.agent_line("node3"))
         weight = row["weight"]
+        node2 = self.obs.servers()[("weighted", "node2")]
+        if node2["weight"] != "100":
+            raise StepFailed(f"node2 has every change but weighs {node2['weight']}")
+        say("check", "HAProxy weighted/node2 (the up-to-date provider) stays at weight 100")
         self.obs.table()
 
         os.kill(pid, signal.SIGCONT)
@@ -578,11 +592,11 @@ class Demo:
         say("action", f"SIGCONT the apply worker: node3 catches up")
 
         def back():
-            row = self.obs.servers()[("weighted", "node2")]
+            row = self.obs.servers()[("weighted", "node3")]
             return shows(row["status"], "UP") and row["weight"] == "100"
-        self.wait("node2's weight back to 100", back, 60)
-        say("check", "node2 back to weight 100 in HAProxy")
-        return f"node2's weight fell to {weight} under lag, then back to 100"
+        self.wait("node3's weight back to 100", back, 60)
+        say("check", "node3 back to weight 100 in HAProxy")
+        return f"node3 (the stale one) fell to weight {weight} under lag, then back to 100"
 
     def step4(self):
         """Maintenance: the maintenance file of node3's agent puts node3 in

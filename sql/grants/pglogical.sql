@@ -18,3 +18,4 @@ CREATE ROLE pgbdr_monitor LOGIN;
 GRANT USAGE ON SCHEMA pglogical TO pgbdr_monitor;
 GRANT SELECT ON pglogical.local_node, pglogical.node TO pgbdr_monitor;
 GRANT EXECUTE ON FUNCTION pglogical.show_subscription_status(name) TO pgbdr_monitor;
+GRANT SELECT ON pglogical.local_sync_status TO pgbdr_monitor;

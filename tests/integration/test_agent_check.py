@@ -1,9 +1,11 @@
 """agent-check: HAProxy 2.6 runs haproxy-examples/agent-check.cfg AS IS
 against three agents, one per emulated BDR node (fixtures/
-bdr1_emulation.sql: NOT BDR, its catalog on PostgreSQL 15), each with the
-classic [postgresql] section plus agent_listen. Replication lag set in
-the emulated bdr.bdr_node_slots must show up as HAProxy weights, the
-maintenance file as DRAIN. Then the raw protocol (one node, several
+bdr1_emulation.sql: NOT BDR, its catalog on PostgreSQL 15), each with
+agent_listen. A node's lag is read where it is known, in its peers'
+slots for it, so each host's agent watches its own node (the default
+node, answered to HAProxy's silent check) and its peers. Replication lag
+set in the emulated bdr.bdr_node_slots must show up as HAProxy weights
+of the node that is behind, the maintenance file as DRAIN. Then the raw protocol (one node, several
 nodes, write, unknown node, silence, garbage) and allow_from on every
 listener."""
 
@@ -41,10 +43,10 @@ def reset_node(pg, name):
 
 
 def set_lag(pg, name, lag, peer=None):
-    """Lag of `lag` bytes on one of node `name`'s peer slots."""
+    """Node `name` is `lag` bytes behind: a peer's slot for it is."""
     peer = peer or next(p for p in NODES if p != name)
-    q(pg, name, "UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
-                " WHERE node_name = %s", (lag, peer))
+    q(pg, peer, "UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
+                " WHERE node_name = %s", (lag, name))
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +74,19 @@ def classic(pg, db, password):
 
 @pytest.fixture(scope="module")
 def agents(module_registry, pg, module_password):
-    """One agent per node, as on three database hosts: one node each, so
-    they reply as soon as HAProxy connects."""
+    """One agent per node, as on three database hosts: its own node first
+    (the default one, what HAProxy's silent check gets after a short
+    agent_send_wait), then the peers whose slots tell its lag."""
     out = {}
     for name in NODES:
         port = free_port()
         maint = os.path.join(module_registry.mkdtemp(f"maint-{name}"), "maintenance")
         a = Agent(module_registry, [
-            classic(pg, name, module_password),
-            ("agent", dict(FAST_AGENT, agent_listen=f"127.0.0.1:{port}", maintenance_file=maint)),
+            ("agent", dict(FAST_AGENT, agent_listen=f"127.0.0.1:{port}", maintenance_file=maint,
+                           agent_send_wait="50ms")),
             ("policy", POLICY),
-        ], name=f"agent-{name}")
+        ] + [(f"node.{n}", {"dsn": pg.tcp_dsn(n, password=module_password), "flavor": "bdr"})
+             for n in [name] + [p for p in NODES if p != name]], name=f"agent-{name}")
         a.agent_port, a.maintenance_file = port, maint
         out[name] = a.start()
     for name, a in out.items():
@@ -167,8 +171,11 @@ def test_all_up_at_full_weight(haproxy, healthy):
     assert sorted(rows) == list(NODES)
     for name, row in rows.items():
         assert full_up(row), row
-        # The agent's words, as HAProxy saw them.
-        assert row["last_agt"].startswith("via agent : up"), row
+        # The agent's words, as HAProxy saw them (the default node's reply
+        # comes after agent_send_wait, so give HAProxy a check to see it).
+        row = wait_server(haproxy, BACKEND, name,
+                          lambda r: full_up(r) and r["last_agt"].startswith("via agent : up"),
+                          BUDGET, "agent said up")
 
 
 # lag -> agent weight (%) under drain 16MB / max 64MB / min 10
@@ -309,10 +316,24 @@ def multi_healthy(pg, multi):
         reset_node(pg, name)
 
 
-def test_one_node_reads_agent_send(agents, healthy):
+def single_node_agent(registry, pg, name, password):
+    """A classic one-node agent, as on a database host with the old
+    database.ini: it answers HAProxy's agent-check for its node."""
+    port = free_port()
+    a = Agent(registry, [
+        classic(pg, name, password),
+        ("agent", dict(FAST_AGENT, agent_listen=f"127.0.0.1:{port}")),
+    ], name=f"agent-single-{name}").start()
+    a.agent_port = port
+    a.wait_state(name, "ready", 10)
+    return a
+
+
+def test_one_node_reads_agent_send(module_registry, pg, module_password, healthy):
     """A single-node agent reads HAProxy's agent-send line too: "NAME
     write" asks about writes, and its answer agrees with /write."""
-    a3 = agents["node3"]
+    a3 = single_node_agent(module_registry, pg, "node3", module_password)
+    a1 = single_node_agent(module_registry, pg, "node1", module_password)
     data, elapsed = agent_check(a3.agent_port, b"\n")
     assert data == b"up ready 100%\n"
     assert elapsed < 0.3, elapsed              # a line: no need to wait
@@ -323,7 +344,6 @@ def test_one_node_reads_agent_send(agents, healthy):
     data, _ = agent_check(a3.agent_port, b"node3 write\n")
     assert data == b"down ready #not the write leader (leader: node1)\n", data
     assert a3.get("/write").status == 503
-    a1 = agents["node1"]
     wait_for(lambda: a1.status_json()["write_node"] == "node1", 10, desc="node1 leads")
     data, _ = agent_check(a1.agent_port, b"node1 write\n")
     assert data == b"up ready 100%\n", data
@@ -332,6 +352,8 @@ def test_one_node_reads_agent_send(agents, healthy):
     data, elapsed = agent_check(a3.agent_port)
     assert data == b"up ready 100%\n"
     assert elapsed >= 0.4, elapsed
+    a3.stop()
+    a1.stop()
 
 
 def test_multi_node_by_name(pg, multi_healthy):
@@ -456,7 +478,6 @@ def guarded(module_registry, pg, module_password):
                        agent_listen=f"127.0.0.1:{ports['agent']}",
                        spoe_listen=f"127.0.0.1:{ports['spoe']}",
                        allow_from="127.0.0.2/32")),
-        ("policy", POLICY),
     ], name="agent-guarded", port=ports["http"])
     a.ports = ports
     a.start(wait=False)

@@ -6,6 +6,11 @@ node_status code, bdr_is_active_in_db(), node_read_only and the peers'
 slots. The agent connects as pgbdr_monitor with only sql/grants/bdr.sql
 and is configured with the classic [postgresql] section, so the node's
 name comes from the catalog.
+
+This node's slots are outgoing: how far its peers are behind it. Alone,
+the agent reports them as outgoing_lag_bytes and never weighs the node
+by them; the node's own lag lives in its peers' slots for it
+(test_lag_direction.py reads them in central mode).
 """
 
 import os
@@ -18,9 +23,7 @@ from harness import FAST_AGENT, FIXTURES_DIR, Agent, PgServer, wait_for
 LOCAL = "bdrnode1"
 PEERS = ("bdrnode2", "bdrnode3")
 MB = 1024 * 1024
-DRAIN_LAG = 4 * MB
 MAX_LAG = 16 * MB
-MIN_WEIGHT = 10
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +47,7 @@ def agent(module_registry, pg, module_password):
         ("postgresql", [("host", "127.0.0.1"), ("port", pg.port), ("database", "suppliers"),
                         ("user", "pgbdr_monitor"), ("password", module_password)]),
         ("agent", dict(FAST_AGENT)),
-        ("policy", {"drain_lag": "4MB", "max_lag": "16MB", "min_weight": MIN_WEIGHT,
-                    "read_only": "down"}),
+        ("policy", {"read_only": "down"}),
     ], name="agent-bdr").start()
 
 
@@ -120,52 +122,54 @@ def test_name_comes_from_catalog(agent, healthy):
     assert agent.get("/node/nosuchnode").status == 404
 
 
-def test_caught_up_slots_have_small_lag(agent, healthy):
-    def lag_known():
+def outgoing(agent, at_least):
+    def seen():
         n = agent.node(LOCAL)
-        return n if isinstance(n["lag_bytes"], int) else False
-    n = wait_for(lag_known, 5, desc="lag_bytes known")
-    assert 0 <= n["lag_bytes"] < MB
+        v = n.get("outgoing_lag_bytes")
+        return n if isinstance(v, int) and v >= at_least else False
+    return wait_for(seen, 5, desc=f"outgoing lag >= {at_least}")
+
+
+def test_caught_up_slots_have_small_outgoing_lag(agent, healthy):
+    def known():
+        n = agent.node(LOCAL)
+        return n if isinstance(n["outgoing_lag_bytes"], int) else False
+    n = wait_for(known, 5, desc="outgoing_lag_bytes known")
+    assert 0 <= n["outgoing_lag_bytes"] < MB
+    # Its own lag is in its peers' slots, which this agent does not read.
+    assert n["lag_bytes"] is None
     assert n["state"] == "ready" and n["weight"] == 100
 
 
-def test_lag_between_drain_and_max_degrades(pg, agent, healthy):
+def test_peer_behind_is_not_this_nodes_lag(pg, agent, healthy):
     lag = 8 * MB
     q(pg, "UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
           " WHERE node_name = %s", (lag, PEERS[0]))
-    n = agent.wait_state(LOCAL, "degraded", 5)
-    # Worst active slot: at least the lag we set, plus what WAL was written since.
-    assert lag <= n["lag_bytes"] < lag + MB, n
-    assert MIN_WEIGHT < n["weight"] < 100, n
-    # Linear from 100 at drain_lag down to min_weight at max_lag.
-    expected = 100 - (n["lag_bytes"] - DRAIN_LAG) / (MAX_LAG - DRAIN_LAG) * (100 - MIN_WEIGHT)
-    assert abs(n["weight"] - expected) <= 1, (n, expected)
+    n = outgoing(agent, lag)
+    assert lag <= n["outgoing_lag_bytes"] < lag + MB, n
+    assert n["state"] == "ready" and n["weight"] == 100, n
     assert agent.get("/").status == 200
-    # ?lag= tightens the limit for one request only.
-    assert agent.get("/?lag=1MB").status == 503
-    assert agent.get(f"/node/{LOCAL}?lag=4MB").status == 503
-    assert agent.get("/?lag=9MB").status == 200
-    assert agent.get(f"/node/{LOCAL}?lag=1GB").status == 200
+    # ?lag= cannot be promised on an unknown lag: it fails closed.
+    assert agent.get("/?lag=1GB").status == 503
+    assert agent.get(f"/node/{LOCAL}?lag=1GB").status == 503
     assert agent.get("/").status == 200
 
 
-def test_lag_beyond_max_is_down(pg, agent, healthy):
+def test_peer_far_behind_is_not_this_nodes_lag(pg, agent, healthy):
     q(pg, "UPDATE bdr.bdr_node_slots SET replay_location = '0/0' WHERE node_name = %s",
       (PEERS[1],))
     expected = pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
     assert expected > MAX_LAG
-    n = agent.wait_state(LOCAL, "down", 5, reason_re=r"lag")
-    assert expected <= n["lag_bytes"] < expected + MB, n
-    assert n["weight"] == 0
-    assert agent.get("/").status == 503
+    n = outgoing(agent, expected)
+    assert n["state"] == "ready" and n["weight"] == 100, n
+    assert agent.get("/").status == 200
 
 
-def test_lag_of_inactive_slot_is_ignored(pg, agent, healthy):
-    """Lag is measured on active slots; an inactive one degrades by name."""
+def test_inactive_slot_degrades_by_name(pg, agent, healthy):
     q(pg, "UPDATE bdr.bdr_node_slots SET replay_location = '0/0', walsender_active = false"
           " WHERE node_name = %s", (PEERS[0],))
     n = agent.wait_state(LOCAL, "degraded", 5, reason_re=PEERS[0])
-    assert n["lag_bytes"] is None or n["lag_bytes"] < MB, n
+    assert n["lag_bytes"] is None and n["weight"] == 100, n
 
 
 def test_monitor_role_is_least_privilege(pg):

@@ -106,9 +106,10 @@ def test_disabled_subscription_is_down_then_ready(nodes, agent, healthy):
     agent.wait_state("pub", "ready", 30)
 
 
-def test_initial_sync_degrades_until_done(nodes, agent, healthy):
+def test_initial_copy_is_not_ready_until_done(nodes, agent, healthy):
     """A table stuck in its initial copy (a conflicting row on the
-    subscriber makes the COPY fail and retry) degrades the subscriber."""
+    subscriber makes the COPY fail and retry): the subscriber's copy of it
+    is incomplete, so it is not ready for reads until the copy is done."""
     pub, sub = nodes
     for pg in (pub, sub):
         pg.sql("CREATE TABLE t2 (id int PRIMARY KEY)", dbname="app")
@@ -116,9 +117,9 @@ def test_initial_sync_degrades_until_done(nodes, agent, healthy):
     pub.sql(f"ALTER PUBLICATION {PUB} ADD TABLE t2", dbname="app")
     sub.sql(f"ALTER SUBSCRIPTION {SUB} REFRESH PUBLICATION", dbname="app")
     try:
-        n = agent.wait_state("sub", "degraded", 15, reason_re=r"initial sync of 1 table\b")
-        assert 0 < n["weight"] <= 100, n
-        assert agent.get("/node/sub").status == 200
+        n = agent.wait_state("sub", "down", 15, reason_re=r"initial copy of 1 table\b")
+        assert n["weight"] == 0, n
+        assert agent.get("/node/sub").status == 503
     finally:
         sub.sql("DELETE FROM t2", dbname="app")
     wait_for(lambda: sorted(sync_states(sub)) == [("r",), ("r",)], 60, desc="t2 synced")

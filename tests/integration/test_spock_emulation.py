@@ -112,16 +112,42 @@ def test_lag_time_beyond_max_is_down(pg, agent, healthy):
 
 
 def test_no_lag_rows_is_unknown_not_zero(pg, agent, healthy):
+    """Subscriptions but no lag_tracker row: unknown, and with max_lag set
+    an unknown lag serves at min_weight only, never at 100%."""
     q(pg, "DELETE FROM spock.emulation_lag")
     wait_for(lambda: agent.node("spock")["lag_bytes"] is None, 5, desc="lag_bytes null")
-    n = agent.node("spock")
-    assert n["lag_seconds"] is None and n["state"] == "ready", n
+    n = agent.wait_state("spock", "degraded", 5, reason_re=r"lag unknown")
+    assert n["lag_seconds"] is None and n["weight"] < 100, n
+
+
+@pytest.mark.parametrize("value", ["all", "user"])
+def test_spock_readonly_makes_the_node_read_only(pg, agent, healthy, value):
+    """spock.readonly (off, user, all) other than off: the node takes no
+    writes; under read_only = down (the default) it is down, named.
+    Without the Spock library the GUC is only a placeholder, which ALTER
+    SYSTEM refuses: the emulation sets it per database and ends the
+    agent's session, so that its next one reads the new value."""
+    def kick():
+        pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+               " WHERE usename = 'pgbdr_monitor'")
+    pg.sql(f"ALTER DATABASE app SET spock.readonly = '{value}'")
+    kick()
+    try:
+        n = agent.wait_state("spock", "down", 10, reason_re=r"read-only")
+        assert n["read_only"] and not n["write_leader"], n
+    finally:
+        pg.sql("ALTER DATABASE app RESET spock.readonly")
+        kick()
+    n = agent.wait_state("spock", "ready", 10)
+    assert not n["read_only"], n
 
 
 def test_name_comes_from_spock_node(module_registry, pg, module_password, healthy):
+    # A [postgresql] section without a flavor is a BDR check; this one says auto.
     a = Agent(module_registry, [
         ("postgresql", [("host", "127.0.0.1"), ("port", pg.port), ("database", "app"),
-                        ("user", "pgbdr_monitor"), ("password", module_password)]),
+                        ("user", "pgbdr_monitor"), ("password", module_password),
+                        ("flavor", "auto")]),
         ("agent", dict(FAST_AGENT)),
     ], name="agent-spock-classic").start()
     a.wait_state(LOCAL, "ready", 10)

@@ -185,4 +185,7 @@ def test_classic_user_nobody_gets_http_not_a_bare_error(xinetd):
     assert re.match(rb"HTTP/1\.[01] 503 ", head), reply
     length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
     assert length == len(body), reply
-    assert b"Permission denied" not in reply, reply  # the details go to syslog
+    # The body says what is wrong (syslog has it too), and it is the only
+    # thing the client gets: no bare error line in front of the status.
+    assert reply.startswith(b"HTTP/1."), reply
+    assert b"configuration error" in body and b"Permission denied" in body, reply

@@ -26,6 +26,7 @@
 #define UNHEALTHY(why) PROBED, .problem = why
 #define LAG(b) .lag_bytes_known = true, .lag_bytes = (b)
 #define SECS(s) .lag_seconds_known = true, .lag_seconds = (s)
+#define CAUGHT_UP LAG(0), SECS(0.0)
 /* Failed rounds carry junk that evaluate() must ignore. */
 #define FAILED(o) .outcome = (o), .flavor = FLAVOR_PLAIN, .read_only = true, \
 		  LAG(MB(1)), SECS(1.0)
@@ -46,6 +47,7 @@ static const struct policy rise3 = { LAG_LIMITS, .rise = 3, .fall = 1 };
 static const struct policy rise3_fall2 = { LAG_LIMITS, .rise = 3, .fall = 2 };
 static const struct policy zero_rise_fall = { LAG_LIMITS, .rise = 0, .fall = 0 };
 static const struct policy no_limits = { .rise = 1, .fall = 1 };
+static const struct policy raft6 = { LAG_LIMITS, .raft_grace_ms = 6000, .rise = 1, .fall = 1 };
 static const struct policy drain_only = { .drain_lag = MB(16), .min_weight = 10,
 					  .rise = 1, .fall = 1 };
 
@@ -64,6 +66,10 @@ static const struct node_status prev_failing = { PREV_COMMON, .state = STATE_REA
 static const struct node_status prev_degraded = {
 	PREV_COMMON, .state = STATE_DEGRADED, .weight = 55, .good_streak = 4,
 	LAG(MB(40)), .reason = "replication lag 40MB, weight 55%" };
+static const struct node_status prev_raft_5s = { PREV_COMMON, .state = STATE_DEGRADED,
+	.weight = 100, .good_streak = 4, .raft_leaderless_since_ms = NOW - 5000 };
+static const struct node_status prev_raft_7s = { PREV_COMMON, .state = STATE_DEGRADED,
+	.weight = 100, .good_streak = 4, .raft_leaderless_since_ms = NOW - 7000 };
 static const struct node_status prev_draining = {
 	PREV_COMMON, .state = STATE_DRAINING, .weight = 100, .good_streak = 4,
 	.maintenance = true, .reason = "maintenance file present" };
@@ -116,8 +122,8 @@ static const struct eval_case eval_cases[] = {
 	  &base, &prev_ready, false, STATE_DOWN, 0, "could not connect: Connection refused" },
 
 	/* Rule 2b: what a successful probe found. */
-	{ "healthy, no lag", { GOOD }, &base, &prev_ready, false, STATE_READY, 100, "" },
-	{ "undetected flavor keeps the old one", { .outcome = PROBE_OK, .healthy = true }, &base,
+	{ "healthy, no lag", { GOOD, CAUGHT_UP }, &base, &prev_ready, false, STATE_READY, 100, "" },
+	{ "undetected flavor keeps the old one", { .outcome = PROBE_OK, .healthy = true, CAUGHT_UP }, &base,
 	  &prev_ready, false, STATE_READY, 100, "" },
 	{ "unhealthy", { UNHEALTHY("node is parting") },
 	  &base, &prev_ready, false, STATE_DOWN, 0, "node is parting" },
@@ -125,71 +131,104 @@ static const struct eval_case eval_cases[] = {
 	  &base, &prev_ready, false, STATE_DOWN, 0, "node reports unhealthy" },
 	{ "unhealthy beats lag", { UNHEALTHY("joining"), LAG(MB(80)) },
 	  &base, &prev_ready, false, STATE_DOWN, 0, "joining" },
-	{ "read-only, policy down", { GOOD, .read_only = true }, &base, &prev_ready, false,
+	{ "read-only, policy down", { GOOD, CAUGHT_UP, .read_only = true }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "read-only node (policy read_only = down)" },
-	{ "read-only, policy ready", { GOOD, .read_only = true }, &ro_ready, &prev_ready,
+	{ "read-only, policy ready", { GOOD, CAUGHT_UP, .read_only = true }, &ro_ready, &prev_ready,
 	  false, STATE_READY, 100, "" },
-	{ "read-only, policy ready, lag still counts", { GOOD, .read_only = true, LAG(MB(40)) },
+	{ "read-only, policy ready, lag still counts", { GOOD, SECS(1.0), .read_only = true, LAG(MB(40)) },
 	  &ro_ready, &prev_ready, false, STATE_DEGRADED, 55, "replication lag 40MB, weight 55%" },
-	{ "read-only down beats lag", { GOOD, .read_only = true, LAG(MB(80)) },
+	{ "read-only down beats lag", { GOOD, SECS(1.0), .read_only = true, LAG(MB(80)) },
 	  &base, &prev_ready, false, STATE_DOWN, 0, "read-only node (policy read_only = down)" },
 
 	/* Lag in bytes: drain_lag 16MB, max_lag 64MB, min_weight 10. */
-	{ "lag below drain_lag", { GOOD, LAG(MB(1)) }, &base, &prev_ready, false,
+	{ "lag below drain_lag", { GOOD, SECS(1.0), LAG(MB(1)) }, &base, &prev_ready, false,
 	  STATE_READY, 100, "" },
-	{ "lag exactly drain_lag", { GOOD, LAG(MB(16)) }, &base, &prev_ready, false,
+	{ "lag exactly drain_lag", { GOOD, SECS(1.0), LAG(MB(16)) }, &base, &prev_ready, false,
 	  STATE_READY, 100, "" },
-	{ "lag one byte above drain_lag rounds to 100", { GOOD, LAG(MB(16) + 1) }, &base,
+	{ "lag one byte above drain_lag rounds to 100", { GOOD, SECS(1.0), LAG(MB(16) + 1) }, &base,
 	  &prev_ready, false, STATE_READY, 100, "" },
-	{ "lag midway", { GOOD, LAG(MB(40)) }, &base, &prev_ready, false,
+	{ "lag midway", { GOOD, SECS(1.0), LAG(MB(40)) }, &base, &prev_ready, false,
 	  STATE_DEGRADED, 55, "replication lag 40MB, weight 55%" },
-	{ "lag exactly max_lag", { GOOD, LAG(MB(64)) }, &base, &prev_ready, false,
+	{ "lag exactly max_lag", { GOOD, SECS(1.0), LAG(MB(64)) }, &base, &prev_ready, false,
 	  STATE_DEGRADED, 10, "replication lag 64MB, weight 10%" },
-	{ "lag one byte above max_lag", { GOOD, LAG(MB(64) + 1) }, &base, &prev_ready, false,
+	{ "lag one byte above max_lag", { GOOD, SECS(1.0), LAG(MB(64) + 1) }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "replication lag 67108865B > 67108864B" },
-	{ "lag half a MB above max_lag", { GOOD, LAG(MB(64) + MB(1) / 2) }, &base,
+	{ "lag half a MB above max_lag", { GOOD, SECS(1.0), LAG(MB(64) + MB(1) / 2) }, &base,
 	  &prev_ready, false, STATE_DOWN, 0, "replication lag 64.5MB > 64MB" },
-	{ "lag far above max_lag", { GOOD, LAG(MB(80)) }, &base, &prev_ready, false,
+	{ "lag far above max_lag", { GOOD, SECS(1.0), LAG(MB(80)) }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "replication lag 80MB > 64MB" },
 	{ "bytes reported before seconds", { GOOD, LAG(MB(80)), SECS(12.0) }, &base,
 	  &prev_ready, false, STATE_DOWN, 0, "replication lag 80MB > 64MB" },
-	{ "drain_lag without max_lag", { GOOD, LAG(MB(20)) }, &drain_only, &prev_ready,
+	{ "drain_lag without max_lag", { GOOD, SECS(1.0), LAG(MB(20)) }, &drain_only, &prev_ready,
 	  false, STATE_DEGRADED, 10, "replication lag 20MB, weight 10%" },
 
 	/* Lag in time: max_lag_time 10s. */
-	{ "lag exactly max_lag_time", { GOOD, SECS(10.0) }, &base, &prev_ready, false,
+	{ "lag exactly max_lag_time", { GOOD, LAG(MB(1)), SECS(10.0) }, &base, &prev_ready, false,
 	  STATE_READY, 100, "" },
-	{ "lag above max_lag_time", { GOOD, SECS(12.0) }, &base, &prev_ready, false,
+	{ "lag above max_lag_time", { GOOD, LAG(MB(1)), SECS(12.0) }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "replication lag 12.0s > 10.0s" },
-	{ "lag just above max_lag_time shows enough decimals", { GOOD, SECS(10.001) }, &base,
+	{ "lag just above max_lag_time shows enough decimals", { GOOD, LAG(MB(1)), SECS(10.001) }, &base,
 	  &prev_ready, false, STATE_DOWN, 0, "replication lag 10.001s > 10.000s" },
 
-	/* Unknown is not zero, but it is not a reason to go down either. */
-	{ "unknown lag ignores the values", { GOOD, .lag_bytes = MB(900), .lag_seconds = 99 },
-	  &base, &prev_ready, false, STATE_READY, 100, "" },
+	/*
+	 * Unknown is not zero: under a lag limit it serves at min_weight,
+	 * degraded, whatever values were left beside the flags.
+	 */
+	{ "unknown lag under max_lag serves at min_weight",
+	  { GOOD, .lag_bytes = 0, .lag_seconds = 0 }, &base, &prev_ready, false,
+	  STATE_DEGRADED, 10, "replication lag unknown, weight 10% (a lag limit is set)" },
+	{ "unknown bytes under max_lag, seconds known",
+	  { GOOD, SECS(0.0), .lag_bytes = 0 }, &base, &prev_ready, false,
+	  STATE_DEGRADED, 10, "replication lag unknown, weight 10% (a lag limit is set)" },
+	{ "unknown seconds under max_lag_time, some bytes outstanding",
+	  { GOOD, LAG(MB(1)) }, &base, &prev_ready, false,
+	  STATE_DEGRADED, 10, "replication lag unknown, weight 10% (a lag limit is set)" },
+	{ "unknown seconds, nothing outstanding", { GOOD, LAG(0) }, &base, &prev_ready,
+	  false, STATE_READY, 100, "" },
+	{ "unknown lag with only drain_lag", { GOOD }, &drain_only, &prev_ready, false,
+	  STATE_READY, 100, "" },
+	{ "unknown lag with no limits", { GOOD }, &no_limits, &prev_ready, false,
+	  STATE_READY, 100, "" },
+	{ "unknown lag and impaired", { GOOD, .impaired = true, .impairment = "peer down" },
+	  &base, &prev_ready, false, STATE_DEGRADED, 10,
+	  "replication lag unknown, weight 10% (a lag limit is set); peer down" },
+	/* PGD Raft without a leader: serve on for raft_grace, then down. */
+	{ "raft leaderless, first seen", { GOOD, CAUGHT_UP, .raft_leaderless = true }, &raft6,
+	  &prev_ready, false, STATE_DEGRADED, 100, "raft has no leader (within raft_grace)" },
+	{ "raft leaderless within raft_grace", { GOOD, CAUGHT_UP, .raft_leaderless = true },
+	  &raft6, &prev_raft_5s, false, STATE_DEGRADED, 100,
+	  "raft has no leader (within raft_grace)" },
+	{ "raft leaderless past raft_grace", { GOOD, CAUGHT_UP, .raft_leaderless = true,
+					       .raft_text = "raft has no leader in group dc1" }, &raft6,
+	  &prev_raft_7s, false, STATE_DOWN, 0, "raft has no leader in group dc1 for 7.0s (raft_grace 6.0s)" },
+	{ "raft leader back", { GOOD, CAUGHT_UP }, &raft6, &prev_raft_7s, false, STATE_READY, 100,
+	  "" },
+	{ "raft_grace 0 fails closed at once", { GOOD, CAUGHT_UP, .raft_leaderless = true },
+	  &base, &prev_ready, false, STATE_DOWN, 0,
+	  "raft has no leader for 0.0s (raft_grace 0.0s)" },
 	{ "limits disabled", { GOOD, LAG(MB(9000)), SECS(9999) }, &no_limits, &prev_ready,
 	  false, STATE_READY, 100, "" },
 
 	/* Impaired: still serving, degraded, weight from lag alone. */
-	{ "impaired without lag", { GOOD, .impaired = true,
+	{ "impaired without lag", { GOOD, CAUGHT_UP, .impaired = true,
 				    .impairment = "peer node2 disconnected" },
 	  &base, &prev_ready, false, STATE_DEGRADED, 100, "peer node2 disconnected" },
-	{ "impaired with lag", { GOOD, LAG(MB(40)), .impaired = true,
+	{ "impaired with lag", { GOOD, SECS(1.0), LAG(MB(40)), .impaired = true,
 				 .impairment = "peer node2 disconnected" },
 	  &base, &prev_ready, false, STATE_DEGRADED, 55,
 	  "replication lag 40MB, weight 55%; peer node2 disconnected" },
-	{ "impaired without a text", { GOOD, .impaired = true }, &base, &prev_ready, false,
+	{ "impaired without a text", { GOOD, CAUGHT_UP, .impaired = true }, &base, &prev_ready, false,
 	  STATE_DEGRADED, 100, "impaired" },
 
 	/* Rule 3, single steps (sequences are further down). */
-	{ "first good probe with rise 1", { GOOD }, &base, &prev_never, false,
+	{ "first good probe with rise 1", { GOOD, CAUGHT_UP }, &base, &prev_never, false,
 	  STATE_READY, 100, "" },
-	{ "first good probe with rise 3", { GOOD }, &rise3, &prev_never, false,
+	{ "first good probe with rise 3", { GOOD, CAUGHT_UP }, &rise3, &prev_never, false,
 	  STATE_DOWN, 0, "rising: 1/3 good probes" },
-	{ "up node skips rise", { GOOD }, &rise3, &prev_ready, false, STATE_READY, 100, "" },
-	{ "draining counts as up", { GOOD }, &rise3, &prev_draining, false,
+	{ "up node skips rise", { GOOD, CAUGHT_UP }, &rise3, &prev_ready, false, STATE_READY, 100, "" },
+	{ "draining counts as up", { GOOD, CAUGHT_UP }, &rise3, &prev_draining, false,
 	  STATE_READY, 100, "" },
-	{ "up node with no good streak skips rise", { GOOD }, &rise3, &prev_failing, false,
+	{ "up node with no good streak skips rise", { GOOD, CAUGHT_UP }, &rise3, &prev_failing, false,
 	  STATE_READY, 100, "" },
 	{ "fall 2, first bad keeps ready", { BAD }, &fall2, &prev_ready, false,
 	  STATE_READY, 100, "failing 1/2: connection failed" },
@@ -203,25 +242,25 @@ static const struct eval_case eval_cases[] = {
 	  STATE_DOWN, 0, "connection failed" },
 	{ "fall 1 goes down at once", { BAD }, &base, &prev_degraded, false,
 	  STATE_DOWN, 0, "connection failed" },
-	{ "rise 0 acts as 1", { GOOD }, &zero_rise_fall, &prev_never, false,
+	{ "rise 0 acts as 1", { GOOD, CAUGHT_UP }, &zero_rise_fall, &prev_never, false,
 	  STATE_READY, 100, "" },
 	{ "fall 0 acts as 1", { BAD }, &zero_rise_fall, &prev_ready, false,
 	  STATE_DOWN, 0, "connection failed" },
 
 	/* Rule 4: maintenance drains what is up and leaves down alone. */
-	{ "maintenance, ready", { GOOD }, &base, &prev_ready, true,
+	{ "maintenance, ready", { GOOD, CAUGHT_UP }, &base, &prev_ready, true,
 	  STATE_DRAINING, 100, "maintenance file present" },
-	{ "maintenance, degraded", { GOOD, LAG(MB(40)) }, &base, &prev_ready, true,
+	{ "maintenance, degraded", { GOOD, SECS(1.0), LAG(MB(40)) }, &base, &prev_ready, true,
 	  STATE_DRAINING, 55, "maintenance file present; replication lag 40MB, weight 55%" },
 	{ "maintenance, down", { BAD }, &base, &prev_ready, true,
 	  STATE_DOWN, 0, "connection failed" },
-	{ "maintenance, still rising", { GOOD }, &rise3, &prev_never, true,
+	{ "maintenance, still rising", { GOOD, CAUGHT_UP }, &rise3, &prev_never, true,
 	  STATE_DOWN, 0, "rising: 1/3 good probes" },
 	{ "maintenance, held up by fall", { BAD }, &fall2, &prev_ready, true,
 	  STATE_DRAINING, 100, "maintenance file present; failing 1/2: connection failed" },
 	{ "maintenance, draining held up by fall", { BAD }, &fall2, &prev_draining, true,
 	  STATE_DRAINING, 100, "maintenance file present; failing 1/2: connection failed" },
-	{ "maintenance removed", { GOOD }, &base, &prev_draining, false,
+	{ "maintenance removed", { GOOD, CAUGHT_UP }, &base, &prev_draining, false,
 	  STATE_READY, 100, "" },
 };
 
@@ -275,9 +314,9 @@ static void test_eval_case(void **state)
 
 /* ==== evaluate() over successive rounds: rise and fall ==== */
 
-static const struct node_facts f_good = { GOOD };
+static const struct node_facts f_good = { GOOD, CAUGHT_UP };
 static const struct node_facts f_bad = { BAD };
-static const struct node_facts f_lag40 = { GOOD, LAG(MB(40)) };
+static const struct node_facts f_lag40 = { GOOD, SECS(1.0), LAG(MB(40)) };
 
 struct step {
 	const struct node_facts *facts;
@@ -608,7 +647,7 @@ static void test_long_error_fits_exactly(void **state)
 
 static void test_long_impairment_with_lag(void **state)
 {
-	struct node_facts facts = { GOOD, LAG(MB(40)), .impaired = true };
+	struct node_facts facts = { GOOD, SECS(1.0), LAG(MB(40)), .impaired = true };
 	struct node_status out;
 
 	(void)state;

@@ -1,0 +1,156 @@
+"""A node's lag is its own staleness: the changes made elsewhere that it
+has not applied yet. The node that falls behind loses weight; the node
+it falls behind stays at 100%.
+
+- Real pglogical, provider -> subscriber, one central agent watching
+  both: the subscriber's apply worker is stopped (SIGSTOP) during a bulk
+  load on the provider.
+- The BDR 1/2 catalog EMULATION (fixtures/bdr1_emulation.sql, not BDR),
+  central mode: two emulated nodes in two databases, one agent watching
+  both; a peer's slot for node2 falling behind is node2's lag.
+- Per-node mode (one classic agent on one emulated BDR node): its own
+  outgoing slots are the peers' staleness, reported apart, never its
+  weight; its own lag is unknown there, and with max_lag set an unknown
+  lag never passes for caught up.
+"""
+
+import os
+import signal
+
+import pytest
+
+from harness import FAST_AGENT, FIXTURES_DIR, Agent, PgServer, node_section, signal_quiet, wait_for
+
+MB = 1024 * 1024
+POLICY = {"drain_lag": "1MB", "max_lag": "4GB", "min_weight": 10}
+
+
+# ---- real pglogical ---------------------------------------------------------
+
+def pgl_setup(pg, node_name):
+    pg.create_database("app")
+    pg.sql("CREATE EXTENSION pglogical", dbname="app")
+    pg.sql("CREATE TABLE t (id bigint PRIMARY KEY, pad text)", dbname="app")
+    pg.sql("SELECT pglogical.create_node(node_name := %s, dsn := %s)",
+           (node_name, pg.dsn_socket("app")), dbname="app")
+
+
+@pytest.fixture(scope="module")
+def pgl(module_registry, module_password):
+    prov = PgServer(module_registry, "lag-prov").init().start()
+    sub = PgServer(module_registry, "lag-sub").init().start()
+    pgl_setup(prov, "provider")
+    pgl_setup(sub, "subscriber")
+    prov.sql("SELECT pglogical.replication_set_add_table('default', 't')", dbname="app")
+    sub.sql("SELECT pglogical.create_subscription(subscription_name := 'sub1',"
+            " provider_dsn := %s, synchronize_structure := false, synchronize_data := false)",
+            (prov.dsn_socket("app"),), dbname="app")
+    wait_for(lambda: sub.scalar("SELECT status FROM pglogical.show_subscription_status('sub1')",
+                                dbname="app") == "replicating", 60, desc="sub1 replicating")
+    for pg in (prov, sub):
+        pg.apply_grants("pglogical", dbname="app", password=module_password)
+    agent = Agent(module_registry, [
+        ("agent", dict(FAST_AGENT)),
+        ("policy", POLICY),
+        ("node.provider", node_section(prov, module_password, flavor=None)),
+        ("node.subscriber", node_section(sub, module_password, flavor=None)),
+    ], name="agent-lag-pgl").start()
+    return prov, sub, agent
+
+
+def apply_worker_pid(sub):
+    return sub.scalar("SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'pglogical apply%'")
+
+
+def test_pglogical_stopped_subscriber_loses_weight_provider_keeps_it(pgl):
+    prov, sub, agent = pgl
+    agent.wait_state("provider", "ready", 15)
+    agent.wait_state("subscriber", "ready", 15)
+    assert agent.node("provider")["lag_bytes"] == 0
+    pid = wait_for(lambda: apply_worker_pid(sub), 30, desc="apply worker")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        prov.sql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g",
+                 dbname="app")
+
+        def subscriber_behind():
+            n = agent.node("subscriber")
+            return n if isinstance(n["lag_bytes"], int) and n["lag_bytes"] > 4 * MB else False
+        n = wait_for(subscriber_behind, 30, desc="subscriber lag seen")
+        n = agent.wait_state("subscriber", "degraded", 10)
+        assert n["weight"] < 100, n
+        assert "lag" in n["reason"], n
+        p = agent.node("provider")
+        assert p["state"] == "ready" and p["weight"] == 100 and p["lag_bytes"] == 0, p
+        assert agent.get("/node/provider").status == 200
+    finally:
+        signal_quiet(pid, signal.SIGCONT)
+    wait_for(lambda: sub.scalar("SELECT count(*) FROM t", dbname="app") == 100000, 120,
+             desc="subscriber caught up")
+    n = agent.wait_state("subscriber", "ready", 30)
+    assert n["weight"] == 100, n
+    assert agent.node("provider")["weight"] == 100
+
+
+# ---- BDR 1/2 catalog EMULATION, central mode --------------------------------
+
+@pytest.fixture(scope="module")
+def bdr(module_registry, module_password):
+    pg = PgServer(module_registry, "lag-bdr", pglogical=False).init().start()
+    for me, peer in (("node1", "node2"), ("node2", "node1")):
+        pg.create_database(me)
+        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname=me)
+        pg.sql("SELECT bdr.emulation_setup(%s, %s)", (me, peer), dbname=me)
+        pg.apply_grants("bdr", dbname=me, password=module_password)
+    while pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')") <= 64 * MB:
+        pg.sql("CREATE TABLE IF NOT EXISTS walfill (x int); INSERT INTO walfill VALUES (1);"
+               " SELECT pg_switch_wal()")
+    for me, peer in (("node1", "node2"), ("node2", "node1")):
+        pg.sql("SELECT bdr.emulation_setup(%s, %s)", (me, peer), dbname=me)
+    return pg
+
+
+def test_bdr_central_peer_slot_is_the_receivers_lag(module_registry, bdr, module_password):
+    agent = Agent(module_registry, [
+        ("agent", dict(FAST_AGENT)),
+        ("policy", POLICY),
+        ("node.node1", node_section(bdr, module_password, dbname="node1", flavor="bdr")),
+        ("node.node2", node_section(bdr, module_password, dbname="node2", flavor="bdr")),
+    ], name="agent-lag-bdr").start()
+    for name in ("node1", "node2"):
+        n = agent.wait_state(name, "ready", 10)
+        assert n["weight"] == 100 and isinstance(n["lag_bytes"], int), n
+    # node1 has sent node2 nothing for 32MB: node2 is 32MB stale.
+    bdr.sql("UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
+            " WHERE node_name = 'node2'", (32 * MB,), dbname="node1")
+    n2 = agent.wait_state("node2", "degraded", 10)
+    assert 32 * MB <= n2["lag_bytes"] < 33 * MB and n2["weight"] < 100, n2
+    n1 = agent.node("node1")
+    assert n1["state"] == "ready" and n1["weight"] == 100 and n1["lag_bytes"] < MB, n1
+    bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+    n2 = agent.wait_state("node2", "ready", 10)
+    assert n2["weight"] == 100
+    agent.stop()
+
+
+def test_bdr_per_node_outgoing_slot_is_not_its_weight(module_registry, bdr, module_password):
+    """One classic agent on node1 alone: its slot for node2 falling behind
+    is node2's staleness, not node1's. node1's own lag cannot be read
+    from its own catalog: unknown, and with max_lag set never at 100%."""
+    agent = Agent(module_registry, [
+        ("postgresql", [("host", "127.0.0.1"), ("port", bdr.port), ("database", "node1"),
+                        ("user", "pgbdr_monitor"), ("password", module_password)]),
+        ("agent", dict(FAST_AGENT)),
+        ("policy", POLICY),
+    ], name="agent-lag-bdr1").start()
+    n = agent.wait_state("node1", "degraded", 10, reason_re=r"lag unknown")
+    assert n["lag_bytes"] is None and n["weight"] == 10, n
+    bdr.sql("UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
+            " WHERE node_name = 'node2'", (32 * MB,), dbname="node1")
+    wait_for(lambda: (agent.node("node1").get("outgoing_lag_bytes") or 0) >= 32 * MB, 10,
+             desc="outgoing lag reported")
+    n = agent.node("node1")
+    assert n["lag_bytes"] is None and n["weight"] == 10, n
+    assert agent.get("/node/node1").status == 200
+    bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+    agent.stop()
