@@ -144,6 +144,13 @@ fi
 
 # --- install -----------------------------------------------------------
 echo "=== install"
+if apt-get install -y -q --no-install-recommends "$deb" >"$work/install.log" 2>&1; then
+	pass "apt-get install ./$(basename "$deb")"
+else
+	tail -n 30 "$work/install.log"
+	fail "install the package"
+	finish
+fi
 unit=/lib/systemd/system/pgbdr-agent.service
 conf=/etc/pgbdr-agent/pgbdr-agent.ini
 out=$(/usr/sbin/pgbdr-agent --version 2>&1)
@@ -152,7 +159,9 @@ check "pgbdr-agent --version prints 'pgbdr-agent $upstream' (got '$out')" \
 for f in /usr/sbin/pgbdr-agent "$unit" "$conf" \
 	/usr/share/man/man8/pgbdr-agent.8.gz /usr/share/man/man5/pgbdr-agent.ini.5.gz \
 	/usr/share/pgbdr-agent/grants/plain.sql /usr/share/pgbdr-agent/grants/physical.sql \
-	/usr/share/doc/pgbdr-agent/copyright /usr/share/doc/pgbdr-agent/examples/httpchk.cfg; do
+	/usr/share/doc/pgbdr-agent/copyright /usr/share/doc/pgbdr-agent/examples/httpchk.cfg \
+	/usr/share/doc/pgbdr-agent/examples/pgsqlchk \
+	/usr/lib/sysusers.d/pgbdr-agent.conf /usr/lib/tmpfiles.d/pgbdr-agent.conf; do
 	check "installed: $f" test -s "$f"
 done
 check "$conf is a conffile" \
