@@ -848,7 +848,8 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 		free(s);
 		return NULL;
 	}
-	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, "spop", on_accept, s,
+	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, &a->fd_reserve,
+				   "spop", on_accept, s,
 				   err, errlen);
 	if (!s->listener) {
 		event_free(s->trim_timer);
