@@ -13,12 +13,14 @@ agent. For every mode of the fake server, starting from a ready node:
   agent-check reply, the SPOP reason variable, the log; and /status
   stays valid UTF-8 JSON with no control character in the reason.
 
-Then: SIGTERM is honoured within a second while the node attacks, and
---once and --inetd return within timeout against a COPY answer.
+Then: SIGTERM is honoured within a second while the node attacks,
+--once and --inetd return within timeout against a COPY answer, and a
+password taken from a URI or from .pgpass is scrubbed as well.
 """
 
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -222,3 +224,41 @@ def test_once_and_inetd_return_against_copy(registry, password, cli_mode):
     else:
         assert r.stdout.startswith(b"HTTP/1.0 503"), r.stdout
     assert password.encode() not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("source", ["uri", "pgpass"])
+def test_password_from_uri_or_pgpass_is_scrubbed(registry, password, source):
+    """The password may come from a URI in dsn = or from a .pgpass file
+    (which the config never names): an echo of it is scrubbed all the
+    same, in every output."""
+    fake = FakePg(registry, free_port()).start()
+    agent_port = free_port()
+    env = None
+    if source == "uri":
+        dsn = (f"postgresql://monitor:{password}@127.0.0.1:{fake.port}/app"
+               f"?sslmode=disable&connect_timeout=5")
+    else:
+        d = registry.mkdtemp("pgpass")
+        passfile = os.path.join(d, "pgpass")
+        with open(passfile, "w") as f:
+            f.write(f"127.0.0.1:{fake.port}:app:monitor:{password}\n")
+        nobody = pwd.getpwnam("nobody")
+        for path in (d, passfile):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(passfile, 0o600)
+        env = {"PGPASSFILE": passfile}
+        dsn = f"host=127.0.0.1 port={fake.port} dbname=app user=monitor sslmode=disable"
+    a = Agent(registry, [
+        ("agent", {"interval": "300ms", "timeout": "1s", "rise": 1, "fall": 1,
+                   "log_level": "debug", "agent_listen": f"127.0.0.1:{agent_port}"}),
+        ("node.fake", {"dsn": dsn, "flavor": "plain"}),
+    ], name=f"agent-secret-{source}", env=env).start()
+    a.wait_state("fake", "ready", 15)
+    fake.set_mode("echo_query")
+    node = a.wait_state("fake", "down", 5, reason_re=REASONS["echo_query"])
+    check, _ = agent_check(agent_port)
+    assert check.startswith(b"down ready #probe query failed: syntax error"), check
+    for label, text in (("/status", a.get("/status").body), ("/node/fake", a.get("/node/fake").body),
+                        ("agent-check", check), ("log", a.log().encode())):
+        assert password.encode() not in text, f"password in {label}"
+    assert "***" in node["reason"]
