@@ -313,6 +313,11 @@ def http_seeds():
         b"GET /node/n2 HTTP/1.0\r\n\r\n",
         "bare-lf": b"GET /node/n1 HTTP/1.1\nHost: x\n\n",
         "unfinished": b"GET / HTTP/1.1\r\nHost: x\r\n",
+        "version-505": b"GET /live HTTP/1.1\r\nHost: x\r\n\r\nGET /live HTTP/2.0\r\n\r\n",
+        "no-host": b"GET /live HTTP/1.1\r\n\r\n",
+        "conflicting-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                              b"Content-Length: 2\r\n\r\nab",
+        "bare-cr": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
         "tls-client-hello": bytes.fromhex("16030100a5010000a10303") + bytes(32)
         + b"\x00\x00\x02\x13\x01\x01\x00",
     }
