@@ -38,7 +38,8 @@ from harness import CAPTURED, Agent, agent_binary, free_port, run_cli, write_con
 INTERVAL = 0.5
 TIMEOUT = 1.0
 MARGIN = 1.5            # for a loaded machine; the claim is TIMEOUT + INTERVAL
-ATTACK_SECONDS = 4.0    # how long each mode runs against the agent
+ATTACK_SECONDS = 5.0    # how long each mode runs against the agent
+MIN_SAMPLES = 40        # /live answers in that time, even on a loaded machine
 LIVE_P99_MAX = 0.050
 RSS_MAX_KB = 50 * 1024
 LOG_MAX_PER_MINUTE = 1 << 20
@@ -112,7 +113,7 @@ def live_p99(prober):
     """p99 of /live answers, leaving out those given while the machine
     itself stalled (the prober's control server and hiccup meter tell)."""
     kept = sorted(s[1] for s in prober.samples if not prober.machine_stalled(s[0], s[0] + s[1]))
-    assert len(kept) >= 100, f"too few /live samples: {len(kept)} of {len(prober.samples)}"
+    assert len(kept) >= MIN_SAMPLES, f"too few /live samples: {len(kept)} of {len(prober.samples)}"
     return kept[min(len(kept) - 1, int(len(kept) * 0.99))]
 
 
@@ -188,13 +189,16 @@ def test_notices_reach_the_log_scrubbed_and_rate_limited(agent, fake, module_pas
 
 @pytest.mark.parametrize("mode", ["copy_out", "endless_rows", "notice_idle"])
 def test_sigterm_honoured_during_attack(registry, mode, password):
+    """The node attacks from the first query (the detect query, in the
+    simple protocol): libpq 15 itself leaks the pending result when a
+    RowDescription is followed by a COPY answer, which an ASan build
+    would report at exit, and the claim here is about SIGTERM."""
     fake = FakePg(registry, free_port()).start()
+    fake.set_mode(mode)
     a = Agent(registry, [
         ("agent", {"interval": "200ms", "timeout": "5s", "rise": 1, "fall": 1}),
         ("node.fake", {"dsn": fake.dsn(password), "flavor": "plain"}),
     ], name=f"agent-term-{mode}").start()
-    a.wait_state("fake", "ready", 15)
-    fake.set_mode(mode)
     time.sleep(1.0)    # the attack is under way, the probe's timeout is far
     t0 = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
