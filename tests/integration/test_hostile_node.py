@@ -5,7 +5,11 @@ agent. For every mode of the fake server, starting from a ready node:
 - the node is down within timeout + interval (plus a margin for a
   loaded machine), with a reason that says why;
 - /live keeps answering: its p99, over the answers given while the
-  machine itself did not stall, stays under 50 ms;
+  machine itself did not stall, stays under 50 ms, plus LOAD_FACTOR
+  times the p99 of a trivial control server asked the same way at the
+  same time (a few tenths of a millisecond on a quiet machine; on a
+  shared, loaded one the control's own p99 can exceed 50 ms, and that
+  is the machine's);
 - the agent's peak RSS (VmRSS from /proc, sampled every 10 ms) stays
   under 50 MB;
 - the log grows by less than 1 MB per minute;
@@ -32,7 +36,7 @@ import pytest
 import spop_client as sp
 from agentcheck_helpers import agent_check
 from fake_pg import FakePg
-from fault_tools import ProcStats, Prober, binary_uses_asan
+from fault_tools import ProcStats, Prober, binary_uses_asan, report
 from harness import CAPTURED, Agent, agent_binary, free_port, run_cli, write_config
 
 INTERVAL = 0.5
@@ -41,6 +45,7 @@ MARGIN = 1.5            # for a loaded machine; the claim is TIMEOUT + INTERVAL
 ATTACK_SECONDS = 5.0    # how long each mode runs against the agent
 MIN_SAMPLES = 40        # /live answers in that time, even on a loaded machine
 LIVE_P99_MAX = 0.050
+LOAD_FACTOR = 2
 RSS_MAX_KB = 50 * 1024
 LOG_MAX_PER_MINUTE = 1 << 20
 
@@ -109,12 +114,19 @@ def spop_reason(port):
     return v["reason"]
 
 
+def p99(values):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * 0.99))]
+
+
 def live_p99(prober):
     """p99 of /live answers, leaving out those given while the machine
-    itself stalled (the prober's control server and hiccup meter tell)."""
-    kept = sorted(s[1] for s in prober.samples if not prober.machine_stalled(s[0], s[0] + s[1]))
+    itself stalled (the prober's control server and hiccup meter tell),
+    and the bound for it."""
+    kept = [s[1] for s in prober.samples if not prober.machine_stalled(s[0], s[0] + s[1])]
     assert len(kept) >= MIN_SAMPLES, f"too few /live samples: {len(kept)} of {len(prober.samples)}"
-    return kept[min(len(kept) - 1, int(len(kept) * 0.99))]
+    control = p99(s[1] for s in prober.control) if prober.control else 0.0
+    return p99(kept), LIVE_P99_MAX + LOAD_FACTOR * control
 
 
 @pytest.mark.slow
@@ -160,8 +172,13 @@ def test_hostile_mode(agent, fake, module_password, ports, mode):
                         ("log", agent.log().encode())):
         assert module_password.encode() not in text, f"password in {label}"
 
-    p99 = live_p99(prober)
-    assert p99 < LIVE_P99_MAX, f"/live p99 {p99 * 1000:.1f} ms: {prober.summary(LIVE_P99_MAX)}"
+    live, bound = live_p99(prober)
+    report({"hostile": mode, "down_after_s": round(took, 2), "live_p99_ms": round(live * 1000, 1),
+            "bound_ms": round(bound * 1000, 1),
+            "live_samples": len(prober.samples), "peak_rss_kb": rss.peak_kb,
+            "log_bytes_per_minute": int(log_growth * 60 / elapsed), "reason": stored})
+    assert live < bound, (f"/live p99 {live * 1000:.1f} ms over {bound * 1000:.1f} ms: "
+                          f"{prober.summary(LIVE_P99_MAX)}")
     assert rss.samples > 50
     if not binary_uses_asan():
         assert rss.peak_kb < RSS_MAX_KB, f"peak RSS {rss.peak_kb} kB"
