@@ -474,9 +474,19 @@ static int node_init(struct agent *a, struct node *n, const struct node_config *
 	return n->poller ? 0 : -1;
 }
 
+/*
+ * A poller needs one socket, two while libpq moves to the next address;
+ * the loop, evdns, inotify and the log need a few more.
+ */
+static int fd_reserve_for(int n_nodes)
+{
+	return 32 + 2 * n_nodes;
+}
+
 static int create_nodes(struct agent *a)
 {
 	a->n_nodes = a->config.n_nodes;
+	a->fd_reserve = fd_reserve_for(a->n_nodes);
 	a->nodes = calloc((size_t)a->n_nodes, sizeof(*a->nodes));
 	if (!a->nodes)
 		return -1;
@@ -610,6 +620,7 @@ static int rebuild_nodes(struct agent *a, struct agent_config *next, int *added,
 	free(a->nodes);
 	a->nodes = nodes;
 	a->n_nodes = next->n_nodes;
+	a->fd_reserve = fd_reserve_for(a->n_nodes);
 	free(taken);
 
 	/* from here on, a->config must be the new one: pollers read it */

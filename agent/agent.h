@@ -70,6 +70,8 @@ struct agent {
 
 	struct node *nodes;            /* owned, config->n_nodes entries */
 	int n_nodes;
+	/* open files kept for the pollers and the loop: listeners refuse clients first */
+	int fd_reserve;
 	int default_node;              /* index: what "/" reports */
 
 	struct http_server *http;

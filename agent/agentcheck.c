@@ -271,7 +271,7 @@ struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct li
 	}
 	s->agent = a;
 	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log,
-				   "agent-check", on_accept, s, err, errlen);
+				   &a->fd_reserve, "agent-check", on_accept, s, err, errlen);
 	if (!s->listener) {
 		free(s);
 		return NULL;

@@ -339,7 +339,8 @@ struct http_server *http_server_new(struct agent *a, const struct listen_addr *a
 		return NULL;
 	}
 	s->agent = a;
-	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log, "http",
+	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log, &a->fd_reserve,
+				   "http",
 				   on_accept, s, err, errlen);
 	if (!s->listener) {
 		free(s);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "listener.h"
@@ -18,6 +19,7 @@ struct listener {
 	struct evconnlistener *evl;
 	const struct cidr_list *allow;
 	const struct logger *log;
+	const int *fd_reserve;
 	const char *what;
 	listener_accept_cb cb;
 	void *cb_arg;
@@ -33,7 +35,15 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
 {
 	struct listener *l = arg;
+	struct rlimit rl;
 
+	/* descriptors are handed out lowest first: fd counts those in use */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)fd + (rlim_t)*l->fd_reserve >= rl.rlim_cur) {
+		l->stats.fd_reserve_refusals++;
+		evutil_closesocket(fd);
+		return;
+	}
 	if (!cidr_list_allows(l->allow, sa)) {
 		l->stats.refused++;
 		evutil_closesocket(fd);
@@ -92,8 +102,8 @@ static int resolve_listen_addr(const struct listen_addr *addr, struct sockaddr_s
 
 struct listener *listener_new(struct event_base *base, const struct listen_addr *addr,
 			      const struct cidr_list *allow, const struct logger *log,
-			      const char *what, listener_accept_cb cb, void *arg,
-			      char *err, size_t errlen)
+			      const int *fd_reserve, const char *what,
+			      listener_accept_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -108,6 +118,7 @@ struct listener *listener_new(struct event_base *base, const struct listen_addr 
 	}
 	l->allow = allow;
 	l->log = log;
+	l->fd_reserve = fd_reserve;
 	l->what = what;
 	l->cb = cb;
 	l->cb_arg = arg;

@@ -25,13 +25,19 @@ struct listener_stats {
 	uint64_t accepted;
 	uint64_t refused; /* by allow_from */
 	uint64_t accept_failures; /* accept() failed, e.g. out of file descriptors */
+	uint64_t fd_reserve_refusals; /* closed at once: the fds left are the pollers' */
 };
 
-/* allow and log must outlive the listener. */
+/*
+ * allow, log and fd_reserve must outlive the listener. A client whose
+ * descriptor falls within the last *fd_reserve of the open files limit
+ * is closed at once: those are kept for the node pollers, so that a
+ * client flood is refused before a probe ever fails with EMFILE.
+ */
 struct listener *listener_new(struct event_base *base, const struct listen_addr *addr,
 			      const struct cidr_list *allow, const struct logger *log,
-			      const char *what, listener_accept_cb cb, void *arg,
-			      char *err, size_t errlen);
+			      const int *fd_reserve, const char *what,
+			      listener_accept_cb cb, void *arg, char *err, size_t errlen);
 void listener_free(struct listener *l);
 const struct listener_stats *listener_stats(const struct listener *l);
 

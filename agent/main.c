@@ -203,6 +203,8 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	if (agent_reload(a, &next) == 0) {
 		a->reloads++;
+		if (a->spop)
+			spop_server_reconfigure(a->spop, &a->config, &a->log);
 		privileges_warn_readable_secrets(&a->config, &a->log);
 	} else {
 		a->reload_failures++;

@@ -87,7 +87,7 @@ struct poller {
 	PGresult *pending;
 	int rows;                      /* rows of the query in flight */
 	bool accumulating;             /* pending collects single-row results */
-	/* TCP bytes received on conn when the round (or connection) began */
+	/* TCP bytes read from conn when the round (or the connection) began */
 	uint64_t bytes_baseline;
 	struct log_limit notice_limit;
 

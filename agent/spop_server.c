@@ -171,7 +171,7 @@ static void release_reasm_buffer(struct spop_conn *c)
 		return;
 	free(c->reasm_buf);
 	c->reasm_buf = NULL;
-	c->server->reasm_bytes -= c->server->max_fragmented;
+	c->server->reasm_bytes -= c->reasm.cap;
 	spop_reasm_init(&c->reasm, NULL, 0);
 }
 
@@ -848,7 +848,8 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 		free(s);
 		return NULL;
 	}
-	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, "spop", on_accept, s,
+	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, &a->fd_reserve,
+				   "spop", on_accept, s,
 				   err, errlen);
 	if (!s->listener) {
 		event_free(s->trim_timer);
@@ -857,6 +858,37 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 		return NULL;
 	}
 	return s;
+}
+
+/* SIGHUP: new connections (and new reassemblies) take the new settings. */
+void spop_server_reconfigure(struct spop_server *s, const struct agent_config *cfg,
+			     const struct logger *log)
+{
+	size_t frame = (size_t)cfg->spoe_max_frame_size;
+	size_t fragmented = cfg->spoe_max_fragmented > 0 ? (size_t)cfg->spoe_max_fragmented : 0;
+
+	/* the scratch buffer never shrinks: open connections keep their frame size */
+	if (SPOP_FRAME_LEN_SIZE + frame > s->scratch_cap) {
+		uint8_t *bigger = realloc(s->scratch, SPOP_FRAME_LEN_SIZE + frame);
+
+		if (!bigger) {
+			log_error(log, "reload: spoe_max_frame_size stays %u: out of memory",
+				  (unsigned)s->max_frame_size);
+			frame = s->max_frame_size;
+		} else {
+			s->scratch = bigger;
+			s->scratch_cap = SPOP_FRAME_LEN_SIZE + frame;
+		}
+	}
+	if (frame != s->max_frame_size || fragmented != s->max_fragmented)
+		log_info(log, "reload: spop max-frame-size %zu, fragmented messages up to %zu bytes, "
+			 "for new connections", frame, fragmented);
+	s->max_frame_size = (uint32_t)frame;
+	s->max_fragmented = fragmented;
+	s->capabilities = fragmented > 0 ? "pipelining,fragmentation" : "pipelining";
+	s->client_timeout = timeval_from_ms(cfg->client_timeout_ms);
+	s->linger = timeval_from_ms(cfg->client_timeout_ms < LINGER_MS ? cfg->client_timeout_ms
+									: LINGER_MS);
 }
 
 void spop_server_free(struct spop_server *s)

@@ -41,6 +41,14 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 				    char *err, size_t errlen);
 void spop_server_free(struct spop_server *s);
 
+/*
+ * After a reload: spoe_max_frame_size, spoe_max_fragmented and
+ * client_timeout apply to new connections (and to every timer armed
+ * from now on); open connections keep the frame size they negotiated.
+ */
+void spop_server_reconfigure(struct spop_server *s, const struct agent_config *cfg,
+			     const struct logger *log);
+
 struct evbuffer;
 
 /*

@@ -44,7 +44,7 @@ for src in "$top"/agent/*.c "$top"/spoe/spop.c; do
 	objs+=("$obj")
 done
 
-harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http)
+harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe)
 for h in "${harnesses[@]}"; do
 	if [ "$h" = fuzz_spop ]; then
 		# the codec alone: no libevent, no libpq

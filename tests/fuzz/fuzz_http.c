@@ -24,7 +24,8 @@
  * - the replies are those the input calls for, found by running
  *   http_parse_request() over it as the server does: one per request
  *   up to the first one that closes (HTTP/1.0 without keep-alive,
- *   "Connection: close"), a malformed one (400 then close) or an
+ *   "Connection: close"), a malformed one (400 then close; 505 for a
+ *   version other than HTTP/1.x) or an
  *   unfinished one (no reply); after a request with a body the rest is
  *   only checked for its framing;
  * - no descriptor or memory is left behind (fd count, LeakSanitizer).
@@ -105,7 +106,7 @@ struct exchange {
 struct expected {
 	int count;                 /* replies in order */
 	bool head[MAX_EXPECTED];   /* the reply to a HEAD: no body */
-	int code[MAX_EXPECTED];    /* 400 for a malformed request, else 0 (any) */
+	int code[MAX_EXPECTED];    /* 400 (505) for a malformed request, else 0 (any) */
 	bool exact;                /* false: more replies may follow, framing only */
 };
 
@@ -279,7 +280,7 @@ static void expect_replies(const uint8_t *data, size_t size, struct expected *e)
 		if (r == HTTP_PARSE_INCOMPLETE)
 			return; /* the agent waits for the rest, sees EOF, closes */
 		if (r != HTTP_PARSE_OK) {
-			e->code[e->count++] = 400;
+			e->code[e->count++] = r == HTTP_PARSE_BAD_VERSION ? 505 : 400;
 			return;
 		}
 		/* the parser's own contract */

@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+import fake_pg  # noqa: E402
 import spop_client as sp  # noqa: E402
 
 CORPUS = os.path.join(HERE, "corpus")
@@ -312,6 +313,11 @@ def http_seeds():
         b"GET /node/n2 HTTP/1.0\r\n\r\n",
         "bare-lf": b"GET /node/n1 HTTP/1.1\nHost: x\n\n",
         "unfinished": b"GET / HTTP/1.1\r\nHost: x\r\n",
+        "version-505": b"GET /live HTTP/1.1\r\nHost: x\r\n\r\nGET /live HTTP/2.0\r\n\r\n",
+        "no-host": b"GET /live HTTP/1.1\r\n\r\n",
+        "conflicting-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                              b"Content-Length: 2\r\n\r\nab",
+        "bare-cr": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
         "tls-client-hello": bytes.fromhex("16030100a5010000a10303") + bytes(32)
         + b"\x00\x00\x02\x13\x01\x01\x00",
     }
@@ -319,13 +325,31 @@ def http_seeds():
         write("fuzz_http", name, data)
 
 
+# ---------------------------------------------------------------------------
+# fuzz_probe: PostgreSQL v3 backend messages, as the fake server answers
+# in each of its modes (a bounded sample of the endless ones), and the
+# answers of a healthy node to the plain probe
+# ---------------------------------------------------------------------------
+
+def probe_seeds():
+    for mode in fake_pg.MODES:
+        write("fuzz_probe", f"fake-pg-{mode}", fake_pg.replies(mode, "S3cret-fuzz"))
+    plain = (fake_pg.row_description(["in_recovery", "read_only"], 16)
+             + fake_pg.data_row([b"f", b"f"]) + fake_pg.msg(b"C", fake_pg.cstr("SELECT 1")))
+    write("fuzz_probe", "plain-probe", plain)
+    write("fuzz_probe", "null-values",
+          fake_pg.row_description(["a", "b"]) + b"D\0\0\0\x0e\0\x02\xff\xff\xff\xff\0\0\0\0"
+          + fake_pg.msg(b"C", fake_pg.cstr("SELECT 1")))
+
+
 def main():
-    for h in ("fuzz_spop", "fuzz_agentcheck", "fuzz_config", "fuzz_http"):
+    for h in ("fuzz_spop", "fuzz_agentcheck", "fuzz_config", "fuzz_http", "fuzz_probe"):
         shutil.rmtree(os.path.join(CORPUS, h), ignore_errors=True)
     spop_seeds()
     agentcheck_seeds()
     config_seeds()
     http_seeds()
+    probe_seeds()
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ top=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe)
 out=${FUZZ_OUT:-$top/build-fuzz}
 
 declare -A max_len=([fuzz_spop]=16384 [fuzz_agentcheck]=1024 [fuzz_config]=8192
-		    [fuzz_http]=8192)
+		    [fuzz_http]=8192 [fuzz_probe]=65536)
 
 if ! bash "$here/build.sh" "$out"; then
 	echo "fuzz: build FAILED"

@@ -5,7 +5,11 @@ agent. For every mode of the fake server, starting from a ready node:
 - the node is down within timeout + interval (plus a margin for a
   loaded machine), with a reason that says why;
 - /live keeps answering: its p99, over the answers given while the
-  machine itself did not stall, stays under 50 ms;
+  machine itself did not stall, stays under 50 ms, plus LOAD_FACTOR
+  times the p99 of a trivial control server asked the same way at the
+  same time (a few tenths of a millisecond on a quiet machine; on a
+  shared, loaded one the control's own p99 can exceed 50 ms, and that
+  is the machine's);
 - the agent's peak RSS (VmRSS from /proc, sampled every 10 ms) stays
   under 50 MB;
 - the log grows by less than 1 MB per minute;
@@ -13,12 +17,14 @@ agent. For every mode of the fake server, starting from a ready node:
   agent-check reply, the SPOP reason variable, the log; and /status
   stays valid UTF-8 JSON with no control character in the reason.
 
-Then: SIGTERM is honoured within a second while the node attacks, and
---once and --inetd return within timeout against a COPY answer.
+Then: SIGTERM is honoured within a second while the node attacks,
+--once and --inetd return within timeout against a COPY answer, and a
+password taken from a URI or from .pgpass is scrubbed as well.
 """
 
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -30,14 +36,16 @@ import pytest
 import spop_client as sp
 from agentcheck_helpers import agent_check
 from fake_pg import FakePg
-from fault_tools import ProcStats, Prober, binary_uses_asan
+from fault_tools import ProcStats, Prober, binary_uses_asan, report
 from harness import CAPTURED, Agent, agent_binary, free_port, run_cli, write_config
 
 INTERVAL = 0.5
 TIMEOUT = 1.0
 MARGIN = 1.5            # for a loaded machine; the claim is TIMEOUT + INTERVAL
-ATTACK_SECONDS = 4.0    # how long each mode runs against the agent
+ATTACK_SECONDS = 5.0    # how long each mode runs against the agent
+MIN_SAMPLES = 40        # /live answers in that time, even on a loaded machine
 LIVE_P99_MAX = 0.050
+LOAD_FACTOR = 2
 RSS_MAX_KB = 50 * 1024
 LOG_MAX_PER_MINUTE = 1 << 20
 
@@ -106,12 +114,19 @@ def spop_reason(port):
     return v["reason"]
 
 
+def p99(values):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * 0.99))]
+
+
 def live_p99(prober):
     """p99 of /live answers, leaving out those given while the machine
-    itself stalled (the prober's control server and hiccup meter tell)."""
-    kept = sorted(s[1] for s in prober.samples if not prober.machine_stalled(s[0], s[0] + s[1]))
-    assert len(kept) >= 100, f"too few /live samples: {len(kept)} of {len(prober.samples)}"
-    return kept[min(len(kept) - 1, int(len(kept) * 0.99))]
+    itself stalled (the prober's control server and hiccup meter tell),
+    and the bound for it."""
+    kept = [s[1] for s in prober.samples if not prober.machine_stalled(s[0], s[0] + s[1])]
+    assert len(kept) >= MIN_SAMPLES, f"too few /live samples: {len(kept)} of {len(prober.samples)}"
+    control = p99(s[1] for s in prober.control) if prober.control else 0.0
+    return p99(kept), LIVE_P99_MAX + LOAD_FACTOR * control
 
 
 @pytest.mark.slow
@@ -157,8 +172,13 @@ def test_hostile_mode(agent, fake, module_password, ports, mode):
                         ("log", agent.log().encode())):
         assert module_password.encode() not in text, f"password in {label}"
 
-    p99 = live_p99(prober)
-    assert p99 < LIVE_P99_MAX, f"/live p99 {p99 * 1000:.1f} ms: {prober.summary(LIVE_P99_MAX)}"
+    live, bound = live_p99(prober)
+    report({"hostile": mode, "down_after_s": round(took, 2), "live_p99_ms": round(live * 1000, 1),
+            "bound_ms": round(bound * 1000, 1),
+            "live_samples": len(prober.samples), "peak_rss_kb": rss.peak_kb,
+            "log_bytes_per_minute": int(log_growth * 60 / elapsed), "reason": stored})
+    assert live < bound, (f"/live p99 {live * 1000:.1f} ms over {bound * 1000:.1f} ms: "
+                          f"{prober.summary(LIVE_P99_MAX)}")
     assert rss.samples > 50
     if not binary_uses_asan():
         assert rss.peak_kb < RSS_MAX_KB, f"peak RSS {rss.peak_kb} kB"
@@ -186,13 +206,16 @@ def test_notices_reach_the_log_scrubbed_and_rate_limited(agent, fake, module_pas
 
 @pytest.mark.parametrize("mode", ["copy_out", "endless_rows", "notice_idle"])
 def test_sigterm_honoured_during_attack(registry, mode, password):
+    """The node attacks from the first query (the detect query, in the
+    simple protocol): libpq 15 itself leaks the pending result when a
+    RowDescription is followed by a COPY answer, which an ASan build
+    would report at exit, and the claim here is about SIGTERM."""
     fake = FakePg(registry, free_port()).start()
+    fake.set_mode(mode)
     a = Agent(registry, [
         ("agent", {"interval": "200ms", "timeout": "5s", "rise": 1, "fall": 1}),
         ("node.fake", {"dsn": fake.dsn(password), "flavor": "plain"}),
     ], name=f"agent-term-{mode}").start()
-    a.wait_state("fake", "ready", 15)
-    fake.set_mode(mode)
     time.sleep(1.0)    # the attack is under way, the probe's timeout is far
     t0 = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
@@ -222,3 +245,41 @@ def test_once_and_inetd_return_against_copy(registry, password, cli_mode):
     else:
         assert r.stdout.startswith(b"HTTP/1.0 503"), r.stdout
     assert password.encode() not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("source", ["uri", "pgpass"])
+def test_password_from_uri_or_pgpass_is_scrubbed(registry, password, source):
+    """The password may come from a URI in dsn = or from a .pgpass file
+    (which the config never names): an echo of it is scrubbed all the
+    same, in every output."""
+    fake = FakePg(registry, free_port()).start()
+    agent_port = free_port()
+    env = None
+    if source == "uri":
+        dsn = (f"postgresql://monitor:{password}@127.0.0.1:{fake.port}/app"
+               f"?sslmode=disable&connect_timeout=5")
+    else:
+        d = registry.mkdtemp("pgpass")
+        passfile = os.path.join(d, "pgpass")
+        with open(passfile, "w") as f:
+            f.write(f"127.0.0.1:{fake.port}:app:monitor:{password}\n")
+        nobody = pwd.getpwnam("nobody")
+        for path in (d, passfile):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(passfile, 0o600)
+        env = {"PGPASSFILE": passfile}
+        dsn = f"host=127.0.0.1 port={fake.port} dbname=app user=monitor sslmode=disable"
+    a = Agent(registry, [
+        ("agent", {"interval": "300ms", "timeout": "1s", "rise": 1, "fall": 1,
+                   "log_level": "debug", "agent_listen": f"127.0.0.1:{agent_port}"}),
+        ("node.fake", {"dsn": dsn, "flavor": "plain"}),
+    ], name=f"agent-secret-{source}", env=env).start()
+    a.wait_state("fake", "ready", 15)
+    fake.set_mode("echo_query")
+    node = a.wait_state("fake", "down", 5, reason_re=REASONS["echo_query"])
+    check, _ = agent_check(agent_port)
+    assert check.startswith(b"down ready #probe query failed: syntax error"), check
+    for label, text in (("/status", a.get("/status").body), ("/node/fake", a.get("/node/fake").body),
+                        ("agent-check", check), ("log", a.log().encode())):
+        assert password.encode() not in text, f"password in {label}"
+    assert "***" in node["reason"]

@@ -17,17 +17,21 @@ the p99 measured just before the abuse (a quiet machine's few tenths of
 a millisecond add almost nothing). Starving the good clients, as the
 unbudgeted agent did (p99 396 ms), still fails.
 
+Last, the file descriptor reserve: clients are refused before a probe
+fails for want of a descriptor.
+
 The nodes are fake_pg.py servers in their healthy mode.
 """
 
 import resource
+import socket
 import time
 
 import pytest
 
 from abuse_clients import AbuseClients
 from fake_pg import FakePg
-from fault_tools import ProcStats, binary_uses_asan, report
+from fault_tools import ProcStats, WrappedAgent, binary_uses_asan, report
 from harness import Agent, free_port, wait_for
 from test_client_abuse import measure
 
@@ -134,3 +138,39 @@ def test_non_reading_clients_within_budget_and_memory_returned(module_registry, 
         # the connections are gone: the heap they used goes back
         wait_for(lambda: stats.rss_kb() < before + RETURN_SLACK_KB, 10, 0.1,
                  desc=f"RSS back under {before + RETURN_SLACK_KB} kB (was {peak} kB at peak)")
+
+
+def test_fd_reserve_keeps_probes_working(module_registry, module_password):
+    """With the open files limit low and clients holding every descriptor
+    they can get, a node's poller still reconnects: the listeners refuse
+    clients within the pollers' reserve instead of letting a probe fail
+    with EMFILE."""
+    fake = FakePg(module_registry, free_port()).start()
+    a = WrappedAgent(module_registry, [
+        ("agent", {"interval": "300ms", "timeout": "1s", "rise": 1, "fall": 1,
+                   "client_timeout": "60s"}),
+        ("node.x", {"dsn": fake.dsn(module_password), "flavor": "plain"}),
+    ], ["prlimit", "--nofile=96:96", "--"], name="agent-fds").start()
+    a.wait_state("x", "ready", 15)
+    held = []
+    try:
+        for _ in range(150):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", a.port), timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)   # every connection accepted or refused
+        assert len(held) > 80
+        # a dropped connection makes the poller open a new socket; the
+        # clients hold every descriptor the listener lets them have, so
+        # HTTP cannot tell: the log does
+        fake.set_mode("echo_query")
+        wait_for(lambda: "ready 100% -> down 0%" in a.log(), 5, desc="node x down")
+        fake.set_mode("ok")
+        wait_for(lambda: "down 0% -> ready 100%" in a.log().split("ready 100% -> down 0%")[-1],
+                 5, desc="node x ready again, reconnected while the clients hold the fds")
+        assert "Too many open files" not in a.log()
+    finally:
+        for s in held:
+            s.close()
+    a.wait_state("x", "ready", 5)

@@ -7,20 +7,25 @@ Hostile clients get the protocol's own error, never a guess:
   is 505 (on the listener and in --inetd);
 - agent-check echoes no control character and no invalid UTF-8 from an
   unknown node name, and answers a name that ends with the client's FIN
-  instead of "\\n" at once.
+  instead of "\\n" at once;
+- a reload applies the SPOP settings to new connections, and says so.
 
 The nodes are fake_pg.py servers in their healthy mode: no PostgreSQL
 is needed to speak to clients.
 """
 
+import os
+import re
+import signal
 import socket
 import time
 
 import pytest
 
+import spop_client as sp
 from agentcheck_helpers import agent_check, connect, read_all
 from fake_pg import FakePg
-from harness import CAPTURED, Agent, free_port, run_cli, write_config
+from harness import CAPTURED, Agent, free_port, run_cli, wait_for, write_config
 
 SEND_WAIT = 5.0     # [agent] agent_send_wait: far longer than a FIN answer may take
 
@@ -131,3 +136,50 @@ def test_agent_check_closed_without_a_word_gets_nothing_wrong(agent):
         read_all(s, SEND_WAIT + 2)
     reply, _ = agent_check(agent.agent_port, send=b"n1\n")
     assert reply == b"up ready 100%\n", reply
+
+
+def test_reload_applies_spop_settings(registry, fakes, password):
+    """A reload applies the SPOP frame size, fragmentation and timeout to
+    new connections and says so; none is kept silently."""
+    spoe_port = free_port()
+
+    def config(frame, fragmented, timeout):
+        return [("agent", {"interval": "300ms", "timeout": "1s", "rise": 1, "fall": 1,
+                           "spoe_listen": f"127.0.0.1:{spoe_port}",
+                           "spoe_max_frame_size": str(frame),
+                           "spoe_max_fragmented": fragmented, "client_timeout": timeout}),
+                ("node.n1", {"dsn": fakes[0].dsn(password), "flavor": "plain"})]
+    a = Agent(registry, config(16380, "1MB", "5s"), name="agent-reload").start()
+    a.wait_state("n1", "ready", 15)
+    with sp.SpopClient(spoe_port) as old:
+        kv = old.hello().kv()
+        assert kv["max-frame-size"] == 16380 and "fragmentation" in kv["capabilities"], kv
+
+        text = a.config_text
+        for key, value in (("spoe_max_frame_size", "4096"), ("spoe_max_fragmented", "65536"),
+                           ("client_timeout", "700ms")):
+            text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+            assert n == 1, (key, text)
+        tmp = a.config_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        with open(f"/proc/{a.pid}/status") as f:
+            uid = int([line.split()[2] for line in f if line.startswith("Uid:")][0])
+        os.chown(tmp, uid, -1)
+        os.rename(tmp, a.config_path)
+        a.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in a.log(), 5, desc="reload: " + a.log()[-1500:])
+        assert re.search(r"reload: spop max-frame-size 4096, fragmented messages up to 65536 bytes",
+                         a.log()), a.log()[-2000:]
+
+        with sp.SpopClient(spoe_port) as new:
+            kv = new.hello().kv()
+            assert kv["max-frame-size"] == 4096, kv
+            # the new client_timeout: an idle connection gets DISCONNECT 2 (timeout)
+            t0 = time.monotonic()
+            new.expect_disconnect(2, timeout=5)
+            assert time.monotonic() - t0 < 3, "the old 5 s client_timeout was kept"
+        # the open connection keeps the frame size it negotiated
+        ack = old.query(1, 1, [sp.status_message("n1")])
+        assert sp.ack_vars(ack)["ready"] is True
