@@ -54,7 +54,9 @@
 -- agent instead of a new one per poll, and the script reads the reply
 -- line by line with its own bounds (line length, header count, body
 -- size, total time), so a hostile or broken agent can neither make
--- HAProxy buffer without limit nor stall the task past the timeout.
+-- HAProxy buffer without limit nor hold a poll for long: each read
+-- waits at most the timeout, and the poll gives up once the timeout has
+-- passed (the watchdog ages the copy meanwhile).
 --
 -- The compact format (see agent/render.c) is "key value" lines:
 --   pgbdr-compact 1 / seq N / staleness_ms N / write_node NAME|- /
