@@ -54,7 +54,9 @@
 -- agent instead of a new one per poll, and the script reads the reply
 -- line by line with its own bounds (line length, header count, body
 -- size, total time), so a hostile or broken agent can neither make
--- HAProxy buffer without limit nor stall the task past the timeout.
+-- HAProxy buffer without limit nor hold a poll for long: each read
+-- waits at most the timeout, and the poll gives up once the timeout has
+-- passed (the watchdog ages the copy meanwhile).
 --
 -- The compact format (see agent/render.c) is "key value" lines:
 --   pgbdr-compact 1 / seq N / staleness_ms N / write_node NAME|- /
@@ -406,30 +408,43 @@ local function wanted(drive, name, status)
 	return "ready", node.weight
 end
 
+-- Apply one server's wanted state, if it changed.
+local function drive_server(drive, name, server, admin, weight)
+	local key = admin .. (weight and (" " .. weight) or "")
+	local was = drive.applied[name]
+	if was == key then
+		return
+	end
+	if admin == "ready" then
+		if weight ~= nil then
+			server:set_weight(weight .. "%")
+		end
+		server:set_ready()
+	elseif admin == "drain" then
+		server:set_drain()
+	else
+		server:set_maint()
+		-- a write server that loses the role loses its sessions
+		if drive.mode == "write" and was ~= nil and was ~= "maint" then
+			server:shut_sess()
+		end
+	end
+	drive.applied[name] = key
+end
+
+-- Two passes: every server that leaves service does so before any
+-- server enters it, so a write backend never has two READY servers,
+-- not even between two calls.
 local function drive_servers(status)
-	for _, drive in ipairs(config.drive) do
-		local backend = core.backends[drive.backend]
-		if backend ~= nil then
-			for name, server in pairs(backend.servers) do
-				local admin, weight = wanted(drive, name, status)
-				local key = admin .. (weight and (" " .. weight) or "")
-				if drive.applied[name] ~= key then
-					if admin == "ready" then
-						if weight ~= nil then
-							server:set_weight(weight .. "%")
-						end
-						server:set_ready()
-					elseif admin == "drain" then
-						server:set_drain()
-					else
-						local was = drive.applied[name]
-						server:set_maint()
-						-- a write server that loses the role loses its sessions
-						if drive.mode == "write" and was ~= nil and was ~= "maint" then
-							server:shut_sess()
-						end
+	for pass = 1, 2 do
+		for _, drive in ipairs(config.drive) do
+			local backend = core.backends[drive.backend]
+			if backend ~= nil then
+				for name, server in pairs(backend.servers) do
+					local admin, weight = wanted(drive, name, status)
+					if (admin == "ready") == (pass == 2) then
+						drive_server(drive, name, server, admin, weight)
 					end
-					drive.applied[name] = key
 				end
 			end
 		end
