@@ -495,3 +495,78 @@ def test_hostile_endpoint_fails_over_and_fails_closed(module_registry, plain_pg,
         assert rss_kb < 64 * 1024, rss_kb
     finally:
         bad.close()
+
+
+def test_etcd_partition_minority_leads_nobody(module_registry, pg, module_password):
+    """Three etcd members; each per-node agent talks only to its own
+    member. (1) The leader's member is cut off from both others (they
+    are SIGSTOPped): alive but without quorum, it can neither renew the
+    lease nor answer reads, so the leader steps down and nobody leads.
+    (2) Quorum back: one leader. (3) The leader's member alone is frozen:
+    the other agent, on the majority side, takes over once the lease
+    lapses. Never two leaders in any sample."""
+    from etcd_harness import etcd_cluster
+    members = etcd_cluster(module_registry, 3)
+    agents = {}
+    for name, member in zip(NODES, members):
+        agents[name] = start_node_agent(module_registry, pg, module_password, member, name,
+                                        cluster="partition")
+        agents[name].wait_state(name, "ready", 10)
+    leader = wait_one_leader(agents, TTL + SETTLE + 15)
+    own = members[NODES.index(leader)]
+    others = [m for m in members if m is not own]
+    sampler = Sampler(agents, []).start()
+    try:
+        sampler.mark("leader's member without quorum")
+        for m in others:
+            m.pause()
+        wait_for(lambda: not any(writes(a) for a in agents.values()), TTL + 5, interval=0.1,
+                 desc="nobody leads without quorum")
+        sampler.mark("nobody leads")
+        time.sleep(1)
+        sampler.mark("quorum back")
+        for m in others:
+            m.resume()
+        wait_one_leader(agents, TTL + SETTLE + 15)
+        sampler.mark("one leader")
+        leader = next(n for n, a in agents.items() if writes(a))
+        other = next(n for n in NODES if n != leader)
+        sampler.mark(f"{leader}'s member frozen")
+        members[NODES.index(leader)].pause()
+        t0 = time.monotonic()
+        wait_for(lambda: writes(agents[other]), TTL + SETTLE + 15, interval=0.1,
+                 desc=f"{other} leads on the majority side")
+        print(f"\n{other} leads {time.monotonic() - t0:.2f}s after {leader}'s member froze")
+        sampler.mark("majority leads")
+        time.sleep(1)
+    finally:
+        sampler.stop()
+        for m in members:
+            m.resume()
+    sampler.check_never_two()
+    assert not any(l for _, p, l, _ in sampler.samples if p == "nobody leads"), sampler.text()
+    for a in agents.values():
+        a.stop()
+
+
+def test_once_shows_the_lease_and_never_campaigns(module_registry, plain_pg, module_password,
+                                                  etcd):
+    """--once prints the write leader and the lease line, in the table
+    and the JSON; it only looks, so it takes no key."""
+    import json
+    from harness import node_section, run_cli, write_config
+    path = write_config(module_registry, [
+        ("agent", {"allow_root": "yes", "leader_without_peers": "yes"}),
+        ("node.solo", node_section(plain_pg, module_password)),
+        ("etcd", {"endpoints": etcd.url, "cluster": "once", "ttl": "3s"})], "once-etcd")
+    r = run_cli(["-c", path, "--once"])
+    text = r.stdout.decode()
+    assert r.returncode == 0, (text, r.stderr)
+    assert "write leader: none (etcd not reached yet)" in text, text
+    assert f"etcd lease: unreachable, holder none, key /pgbdr-agent/once/leader at {etcd.url}" \
+        in text, text
+    r = run_cli(["-c", path, "--once", "--json"])
+    st = json.loads(r.stdout)
+    assert st["write_node"] is None and st["write_node_reason"] == "etcd not reached yet", st
+    assert st["etcd"]["key"] == "/pgbdr-agent/once/leader" and st["etcd"]["lease"] == "unreachable"
+    assert etcd.get_key("/pgbdr-agent/once/leader") is None
