@@ -62,6 +62,8 @@ struct etcd_client {
 	uint64_t requests;
 	uint64_t failures;
 	uint64_t acquired;
+	char last_warning[REASON_MAX];    /* what was logged last, and when */
+	int64_t last_warning_at_ms;
 };
 
 static void step(struct etcd_client *c);
@@ -126,8 +128,15 @@ static void failed(struct etcd_client *c, const char *what)
 	int64_t now = clock_ms();
 
 	c->failures++;
-	if (strcmp(c->facts.error, what) != 0)
-		log_warning(c->log, "etcd %s%s: %s", c->endpoint_text, op_path(c->op), what);
+	/* a new kind of failure is logged (at most once a second), a lasting
+	 * one every 10 s: etcd down must not flood the log */
+	if ((strcmp(c->last_warning, what) != 0 && now - c->last_warning_at_ms >= 1000) ||
+	    now - c->last_warning_at_ms >= 10000) {
+		log_warning(c->log, "etcd %s%s: %s (%llu failures so far)", c->endpoint_text,
+			    op_path(c->op), what, (unsigned long long)c->failures);
+		snprintf(c->last_warning, sizeof(c->last_warning), "%s", what);
+		c->last_warning_at_ms = now;
+	}
 	snprintf(c->facts.error, sizeof(c->facts.error), "%s %s", c->endpoint_text, what);
 	c->quiet_until_ms = now + (c->n_endpoints > 1 ? 100 : c->poll_ms);
 	/* not from inside libevent's callback: step() switches endpoints */
