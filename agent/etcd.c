@@ -51,6 +51,7 @@ struct etcd_client {
 	bool rotate;                      /* use the next endpoint before the next request */
 	int64_t read_tried_at_ms;
 	struct event *timer;
+	struct event *deadline;           /* of the request in flight */
 
 	char candidate[NODE_NAME_MAX];
 	int64_t lease_id;
@@ -61,6 +62,8 @@ struct etcd_client {
 	uint64_t requests;
 	uint64_t failures;
 	uint64_t acquired;
+	char last_warning[REASON_MAX];    /* what was logged last, and when */
+	int64_t last_warning_at_ms;
 };
 
 static void step(struct etcd_client *c);
@@ -125,8 +128,15 @@ static void failed(struct etcd_client *c, const char *what)
 	int64_t now = clock_ms();
 
 	c->failures++;
-	if (strcmp(c->facts.error, what) != 0)
-		log_warning(c->log, "etcd %s%s: %s", c->endpoint_text, op_path(c->op), what);
+	/* a new kind of failure is logged (at most once a second), a lasting
+	 * one every 10 s: etcd down must not flood the log */
+	if ((strcmp(c->last_warning, what) != 0 && now - c->last_warning_at_ms >= 1000) ||
+	    now - c->last_warning_at_ms >= 10000) {
+		log_warning(c->log, "etcd %s%s: %s (%llu failures so far)", c->endpoint_text,
+			    op_path(c->op), what, (unsigned long long)c->failures);
+		snprintf(c->last_warning, sizeof(c->last_warning), "%s", what);
+		c->last_warning_at_ms = now;
+	}
 	snprintf(c->facts.error, sizeof(c->facts.error), "%s %s", c->endpoint_text, what);
 	c->quiet_until_ms = now + (c->n_endpoints > 1 ? 100 : c->poll_ms);
 	/* not from inside libevent's callback: step() switches endpoints */
@@ -257,6 +267,7 @@ static void on_reply(struct evhttp_request *req, void *arg)
 	const char *body = in && len ? (const char *)evbuffer_pullup(in, (ssize_t)len) : "";
 
 	c->req = NULL;
+	evtimer_del(c->deadline);
 	if (code == 0) {
 		failed(c, "no answer (connection failed or timed out)");
 	} else if (code != 200) {
@@ -273,6 +284,25 @@ static void on_reply(struct evhttp_request *req, void *arg)
 	if (c->changed)
 		c->changed(c->changed_arg);
 	step(c);
+}
+
+/*
+ * libevent's timeouts count from the last byte; a server that trickles
+ * bytes would hold a request for ever. This one counts from the send.
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct etcd_client *c = arg;
+
+	if (!c->req)
+		return;
+	evhttp_cancel_request(c->req);
+	c->req = NULL;
+	/* failed() also drops the connection, which a cancel leaves unusable */
+	failed(c, "no complete answer in time");
+	c->op = OP_NONE;
+	if (c->changed)
+		c->changed(c->changed_arg);
 }
 
 static int body_for(struct etcd_client *c, enum etcd_op op, char *buf, size_t len)
@@ -298,6 +328,8 @@ static void send_request(struct etcd_client *c, enum etcd_op op)
 	char body[ETCD_BODY_MAX];
 	struct evhttp_connection *conn = connection(c);
 	struct evhttp_request *req;
+	struct timeval tv = { .tv_sec = c->request_timeout_ms / 1000,
+			      .tv_usec = (c->request_timeout_ms % 1000) * 1000 };
 
 	c->op = op;
 	if (body_for(c, op, body, sizeof(body)) < 0 || !conn ||
@@ -321,7 +353,9 @@ static void send_request(struct etcd_client *c, enum etcd_op op)
 		c->req = NULL;
 		failed(c, "cannot send the request");
 		c->op = OP_NONE;
+		return;
 	}
+	evtimer_add(c->deadline, &tv);
 }
 
 /* What to ask etcd next, if anything. */
@@ -399,8 +433,9 @@ struct etcd_client *etcd_new(struct event_base *base, struct evdns_base *dns,
 	c->poll_ms = clamp(cfg->ttl_ms / 6, 100, 1000);
 	c->request_timeout_ms = clamp(cfg->ttl_ms / 4, 300, 2000);
 	c->timer = event_new(base, -1, EV_PERSIST, on_timer, c);
-	if (!c->timer) {
-		free(c);
+	c->deadline = evtimer_new(base, on_deadline, c);
+	if (!c->timer || !c->deadline) {
+		etcd_free(c);
 		return NULL;
 	}
 	return c;
@@ -452,5 +487,7 @@ void etcd_free(struct etcd_client *c)
 		evhttp_connection_free(c->conn);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->deadline)
+		event_free(c->deadline);
 	free(c);
 }

@@ -8,7 +8,7 @@
 # all of it is instrumented for coverage, so a harness that reaches a
 # file through the agent (http.c -> render.c -> evaluate.c...) explores
 # it too. Needs clang (14 on Debian 12), libclang-rt-dev, and the
-# -dev packages of libpq, libevent, libinih and libsystemd.
+# -dev packages of libpq, libevent, libinih, libsystemd and json-c.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,8 +29,8 @@ version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$top/meson.build" | head
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS=(-std=c11 -D_GNU_SOURCE "-DPGBDR_VERSION=\"${version:-0}\"" -g -O1
 	-fno-omit-frame-pointer $SAN -Wall -Wno-unused-parameter
-	-I"$top/agent" -I"$top/spoe" $(pkg-config --cflags libpq libevent inih libsystemd))
-LIBS=($(pkg-config --libs libpq libevent inih libsystemd) -lm)
+	-I"$top/agent" -I"$top/spoe" $(pkg-config --cflags libpq libevent inih libsystemd json-c))
+LIBS=($(pkg-config --libs libpq libevent inih libsystemd json-c) -lm)
 
 # Library objects: coverage instrumentation without libFuzzer's main.
 objs=()
@@ -44,7 +44,7 @@ for src in "$top"/agent/*.c "$top"/spoe/spop.c; do
 	objs+=("$obj")
 done
 
-harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe)
+harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe fuzz_etcd)
 for h in "${harnesses[@]}"; do
 	if [ "$h" = fuzz_spop ]; then
 		# the codec alone: no libevent, no libpq

@@ -154,16 +154,20 @@ static void check_model(const struct agent *a, const char *request, const char *
 		CHECK(strncmp(reply, "down ready #unknown node", 24) == 0);
 		return;
 	}
-	if (n->status.state == STATE_DRAINING) {
+	if (write) {
+		/* binary: up on a serving leader, down everywhere else, never drain */
+		if (n->status.write_leader && state_is_serving(n->status.state))
+			CHECK(strcmp(reply, "up ready 100%\n") == 0);
+		else
+			CHECK(strncmp(reply, "down ready #not the write leader", 32) == 0);
+	} else if (n->status.state == STATE_DRAINING) {
 		CHECK(strcmp(reply, "up drain\n") == 0);
 	} else if (!state_is_serving(n->status.state)) {
 		CHECK(strncmp(reply, "down ready #", 12) == 0);
-	} else if (write && !n->status.write_leader) {
-		CHECK(strncmp(reply, "down ready #not the write leader", 32) == 0);
 	} else {
 		char want[32];
 
-		snprintf(want, sizeof(want), "up ready %d%%\n", write ? 100 : n->status.weight);
+		snprintf(want, sizeof(want), "up ready %d%%\n", n->status.weight);
 		CHECK(strcmp(reply, want) == 0);
 	}
 }
@@ -203,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		take_string(&in, n->status.reason, sizeof(n->status.reason));
 	}
 	if (leader < a.n_nodes) {
-		snprintf(a.leader.leader, sizeof(a.leader.leader), "%s", nodes[leader].status.name);
+		snprintf(a.write_leader, sizeof(a.write_leader), "%s", nodes[leader].status.name);
 		nodes[leader].status.write_leader = true;
 	}
 

@@ -2,7 +2,7 @@
 # Build the fuzz harnesses and run each for SECONDS from its committed
 # seed corpus:
 #
-#   bash tests/fuzz/run.sh [SECONDS] [HARNESS...]     (default 60, all four)
+#   bash tests/fuzz/run.sh [SECONDS] [HARNESS...]     (default 60, all five)
 #
 # New inputs go to a scratch corpus in the output dir, never into
 # tests/fuzz/corpus/. Exits non-zero if any harness crashed, leaked,
@@ -19,11 +19,11 @@ top=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(fuzz_spop fuzz_agentcheck fuzz_config fuzz_http fuzz_probe fuzz_etcd)
 out=${FUZZ_OUT:-$top/build-fuzz}
 
 declare -A max_len=([fuzz_spop]=16384 [fuzz_agentcheck]=1024 [fuzz_config]=8192
-		    [fuzz_http]=8192 [fuzz_probe]=65536)
+		    [fuzz_http]=8192 [fuzz_probe]=65536 [fuzz_etcd]=8192)
 
 if ! bash "$here/build.sh" "$out"; then
 	echo "fuzz: build FAILED"

@@ -14,34 +14,43 @@ from harness import free_port, wait_for
 
 
 class Etcd:
-    def __init__(self, registry, name="etcd"):
+    def __init__(self, registry, name="etcd", peer_port=None):
         self.registry = registry
         self.name = name
         self.base = registry.mkdtemp(name)
         self.client_port = free_port()
-        self.peer_port = free_port()
+        self.peer_port = peer_port or free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
+        self.peer_url = f"http://127.0.0.1:{self.peer_port}"
+        self.initial_cluster = f"{self.name}={self.peer_url}"
         self.logfile = os.path.join(self.base, "etcd.log")
         self.proc = None
         self._log = None
         registry.add(self)
 
-    def start(self, timeout=20):
-        peer = f"http://127.0.0.1:{self.peer_port}"
+    def spawn(self):
         self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
             ["etcd", "--name", self.name, "--data-dir", os.path.join(self.base, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn"],
+             "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+             "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
+             "--log-level", "warn"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.base)
+        return self
+
+    def start(self, timeout=20):
+        self.spawn()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout=20):
 
         def healthy():
             if self.proc.poll() is not None:
                 raise AssertionError(f"etcd exited {self.proc.returncode}:\n{self.log()}")
             return self.post("/v3/kv/range", {"key": _b64("/")}, timeout=1) is not None
         wait_for(healthy, timeout, interval=0.2, desc="etcd answers /v3/kv/range")
-        return self
 
     def post(self, path, body, timeout=2):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
@@ -81,3 +90,15 @@ class Etcd:
 
 def _b64(s):
     return base64.b64encode(s.encode()).decode()
+
+
+def etcd_cluster(registry, n=3):
+    """n members that form one cluster, all started and answering."""
+    members = [Etcd(registry, name=f"etcd{i}") for i in range(1, n + 1)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    for m in members:
+        m.initial_cluster = initial
+        m.spawn()
+    for m in members:
+        m.wait_healthy(30)
+    return members

@@ -394,3 +394,179 @@ def test_central_agents_two_haproxies_never_two_writers(module_registry, pg, per
     frozen = [u for _, p, _, u in sampler.samples if p == "etcd frozen past ttl"]
     assert frozen and not frozen[-1], sampler.text()
     assert any(u == ["node2"] for _, p, _, u in sampler.samples if p == "node2 leads")
+
+
+class HostileGateway:
+    """An EMULATED broken etcd endpoint (no real etcd can be driven into
+    these): per connection it answers the request with `mode`: "garbage"
+    (200, not JSON), "huge" (200, a body of 8 MB), "hang" (reads, never
+    answers) or "trickle" (a byte of header every 0.2 s)."""
+
+    def __init__(self, mode):
+        import socket
+        self.mode = mode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(5)
+            conn.recv(65536)
+            if self.mode == "garbage":
+                body = b"\x00\xff{not json]]"
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            elif self.mode == "huge":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n")
+                chunk = b"[" * 65536
+                for _ in range(128):
+                    conn.sendall(chunk)
+            elif self.mode == "trickle":
+                for b in b"HTTP/1.1 200 OK\r\nX: " + b"y" * 1000:
+                    if self._stop.is_set():
+                        break
+                    conn.sendall(bytes([b]))
+                    time.sleep(0.2)
+            else:
+                self._stop.wait(30)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["garbage", "huge", "hang", "trickle"])
+def test_hostile_endpoint_fails_over_and_fails_closed(module_registry, plain_pg, module_password,
+                                                      etcd, mode):
+    """A broken first endpoint: the agent moves on to the real etcd and
+    leads; with only the broken one, nobody leads and the reason says
+    why. The agent stays live and bounded throughout."""
+    from harness import node_section
+    bad = HostileGateway(mode)
+    try:
+        a = Agent(module_registry, [
+            ("agent", dict(AGENT, leader_without_peers="yes")),
+            ("node.solo", node_section(plain_pg, module_password)),
+            ("etcd", {"endpoints": f"{bad.url},{etcd.url}", "cluster": f"hostile-{mode}",
+                      "ttl": f"{int(TTL)}s"})], name=f"agent-hostile-{mode}").start()
+        a.wait_state("solo", "ready", 10)
+        wait_for(lambda: a.get("/write").status == 200, TTL + SETTLE + 10, interval=0.1,
+                 desc="leader through the second endpoint")
+        assert bad.connections >= 1
+        assert etcd.get_key(f"/pgbdr-agent/hostile-{mode}/leader")[0] == "solo"
+        a.stop()
+
+        alone = Agent(module_registry, [
+            ("agent", dict(AGENT, leader_without_peers="yes")),
+            ("node.solo", node_section(plain_pg, module_password)),
+            ("etcd", {"endpoints": bad.url, "cluster": f"alone-{mode}", "ttl": f"{int(TTL)}s"})],
+            name=f"agent-hostile-alone-{mode}").start()
+        alone.wait_state("solo", "ready", 10)
+        time.sleep(TTL)
+        for _ in range(5):
+            r = alone.get("/write")
+            assert r.status == 503 and "etcd" in r.text, r.text
+            assert alone.get("/live").status == 200
+            time.sleep(0.2)
+        st = alone.status_json()
+        assert st["etcd"]["lease"] == "unreachable" and st["etcd"]["error"], st
+        with open(f"/proc/{alone.pid}/status") as f:
+            rss_kb = int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+        assert rss_kb < 64 * 1024, rss_kb
+    finally:
+        bad.close()
+
+
+def test_etcd_partition_minority_leads_nobody(module_registry, pg, module_password):
+    """Three etcd members; each per-node agent talks only to its own
+    member. (1) The leader's member is cut off from both others (they
+    are SIGSTOPped): alive but without quorum, it can neither renew the
+    lease nor answer reads, so the leader steps down and nobody leads.
+    (2) Quorum back: one leader. (3) The leader's member alone is frozen:
+    the other agent, on the majority side, takes over once the lease
+    lapses. Never two leaders in any sample."""
+    from etcd_harness import etcd_cluster
+    members = etcd_cluster(module_registry, 3)
+    agents = {}
+    for name, member in zip(NODES, members):
+        agents[name] = start_node_agent(module_registry, pg, module_password, member, name,
+                                        cluster="partition")
+        agents[name].wait_state(name, "ready", 10)
+    leader = wait_one_leader(agents, TTL + SETTLE + 15)
+    own = members[NODES.index(leader)]
+    others = [m for m in members if m is not own]
+    sampler = Sampler(agents, []).start()
+    try:
+        sampler.mark("leader's member without quorum")
+        for m in others:
+            m.pause()
+        wait_for(lambda: not any(writes(a) for a in agents.values()), TTL + 5, interval=0.1,
+                 desc="nobody leads without quorum")
+        sampler.mark("nobody leads")
+        time.sleep(1)
+        sampler.mark("quorum back")
+        for m in others:
+            m.resume()
+        wait_one_leader(agents, TTL + SETTLE + 15)
+        sampler.mark("one leader")
+        leader = next(n for n, a in agents.items() if writes(a))
+        other = next(n for n in NODES if n != leader)
+        sampler.mark(f"{leader}'s member frozen")
+        members[NODES.index(leader)].pause()
+        t0 = time.monotonic()
+        wait_for(lambda: writes(agents[other]), TTL + SETTLE + 15, interval=0.1,
+                 desc=f"{other} leads on the majority side")
+        print(f"\n{other} leads {time.monotonic() - t0:.2f}s after {leader}'s member froze")
+        sampler.mark("majority leads")
+        time.sleep(1)
+    finally:
+        sampler.stop()
+        for m in members:
+            m.resume()
+    sampler.check_never_two()
+    assert not any(l for _, p, l, _ in sampler.samples if p == "nobody leads"), sampler.text()
+    for a in agents.values():
+        a.stop()
+
+
+def test_once_shows_the_lease_and_never_campaigns(module_registry, plain_pg, module_password,
+                                                  etcd):
+    """--once prints the write leader and the lease line, in the table
+    and the JSON; it only looks, so it takes no key."""
+    import json
+    from harness import node_section, run_cli, write_config
+    path = write_config(module_registry, [
+        ("agent", {"allow_root": "yes", "leader_without_peers": "yes"}),
+        ("node.solo", node_section(plain_pg, module_password)),
+        ("etcd", {"endpoints": etcd.url, "cluster": "once", "ttl": "3s"})], "once-etcd")
+    r = run_cli(["-c", path, "--once"])
+    text = r.stdout.decode()
+    assert r.returncode == 0, (text, r.stderr)
+    assert "write leader: none (etcd not reached yet)" in text, text
+    assert f"etcd lease: unreachable, holder none, key /pgbdr-agent/once/leader at {etcd.url}" \
+        in text, text
+    r = run_cli(["-c", path, "--once", "--json"])
+    st = json.loads(r.stdout)
+    assert st["write_node"] is None and st["write_node_reason"] == "etcd not reached yet", st
+    assert st["etcd"]["key"] == "/pgbdr-agent/once/leader" and st["etcd"]["lease"] == "unreachable"
+    assert etcd.get_key("/pgbdr-agent/once/leader") is None
