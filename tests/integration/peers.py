@@ -19,6 +19,14 @@ BUILD_SH = os.path.join(ROOT, "tests", "peers", "build.sh")
 PEERS_DIR = os.environ.get("PGBDR_PEERS", os.path.join(os.path.dirname(ROOT), "shared", "peers"))
 
 
+def require():
+    """At the top of a module of real-peer tests: without $PGBDR_PEERS
+    the whole module is skipped, with one line."""
+    if not os.path.isdir(PEERS_DIR):
+        pytest.skip(f"real peers skipped: PGBDR_PEERS ({PEERS_DIR}) is not a folder",
+                    allow_module_level=True)
+
+
 def build(peer):
     """The path tests/peers/build.sh prints for peer (a binary, an
     install prefix or a staged tree), building it on first use; skips

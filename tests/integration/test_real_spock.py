@@ -22,6 +22,7 @@ import peers
 from harness import FAST_AGENT, FIXTURES_DIR, PgServer, wait_for
 
 pytestmark = pytest.mark.peers
+peers.require()
 
 NODES = ("n1", "n2")
 DB = "app"
