@@ -69,6 +69,17 @@
  */
 #define INPUT_SLACK_BYTES (64 * 1024)
 
+/*
+ * Idle time between frames belongs to HAProxy once the connection has
+ * carried an answer: 2.6 closes after its "timeout idle", 3.1+ keeps
+ * SPOP connections in its server pool and ignores "timeout idle", so a
+ * timer of ours would close connections it is about to reuse. TCP
+ * keepalive (these values) reaps a peer that vanished.
+ */
+#define KEEPALIVE_IDLE_S 60
+#define KEEPALIVE_INTERVAL_S 10
+#define KEEPALIVE_PROBES 3
+
 /* After our last frame and FIN, how long we wait for the client's FIN. */
 #define LINGER_MS 1000
 
@@ -90,7 +101,8 @@ struct spop_conn {
 	struct bufferevent *bev;
 	/*
 	 * One timer serves each state in turn: no complete frame within
-	 * client_timeout, then a bound on flushing, then on lingering.
+	 * client_timeout (no timer while an answered connection is idle
+	 * between frames), then a bound on flushing, then on lingering.
 	 * A bufferevent read timeout would not do for the first: any
 	 * byte resets it, so a client trickling a frame would never
 	 * time out.
@@ -99,6 +111,7 @@ struct spop_conn {
 	enum conn_state state;
 	uint32_t max_frame_size;  /* ours until the HELLO, then negotiated */
 	bool read_paused;         /* the client is not reading our ACKs */
+	bool answered;            /* an ACK went out: HAProxy owns the idle time */
 	bool peer_closed;         /* EOF seen: no FIN to wait for */
 	struct spop_reasm reasm;
 	uint8_t *reasm_buf;       /* allocated at a fragment, freed at the message's end */
@@ -476,6 +489,7 @@ static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t fram
 		s->stats.acks_truncated++;
 	conn_send(c, s->scratch, spop_frame_finish(&b));
 	s->stats.acks_sent++;
+	c->answered = true;
 }
 
 /*
@@ -666,7 +680,9 @@ static void process_input(struct spop_conn *c)
 	}
 	if (!accepts_frames(c))
 		evbuffer_drain(in, evbuffer_get_length(in));
-	else if (progressed)
+	else if (c->answered && evbuffer_get_length(in) == 0 && !c->reasm.active)
+		evtimer_del(c->timer);
+	else if (progressed || !evtimer_pending(c->timer, NULL))
 		arm_timer(c, &c->server->client_timeout);
 }
 
@@ -760,6 +776,8 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 	struct event_base *base = s->agent->base;
 	struct spop_conn *c = calloc(1, sizeof(*c));
 	int one = 1, send_buffer = SOCKET_SEND_BUFFER;
+	int keep_idle = KEEPALIVE_IDLE_S, keep_intvl = KEEPALIVE_INTERVAL_S;
+	int keep_cnt = KEEPALIVE_PROBES;
 
 	if (!c) {
 		evutil_closesocket(fd);
@@ -785,6 +803,12 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 	/* Small ACKs must leave at once: HAProxy's stream is waiting. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
+	/* An idle connection has no timer (see process_input): keepalive
+	 * finds the HAProxy that vanished without closing it. */
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keep_idle, sizeof(keep_idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keep_intvl, sizeof(keep_intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keep_cnt, sizeof(keep_cnt));
 
 	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, s);
 	if (!c->output_watch) {

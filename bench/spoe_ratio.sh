@@ -146,7 +146,12 @@ try:
 except FileNotFoundError:
     text = "# Benchmark results\n"
 pattern = re.compile(r"^## SPOE filter ratio\n.*?(?=^## |\Z)", re.S | re.M)
-if pattern.search(text):
+m = pattern.search(text)
+if m:
+    # keep bench/spoe_versions.sh's subsection
+    sub = re.search(r"^### SPOE filter across HAProxy versions\n.*", m.group(0), re.S | re.M)
+    if sub:
+        section = section + "\n" + sub.group(0).rstrip() + "\n"
     text = pattern.sub(lambda m: section + "\n", text, count=1)
 else:
     text = text.rstrip() + "\n\n" + section

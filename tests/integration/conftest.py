@@ -20,6 +20,25 @@ from harness import CAPTURED, PgServer, Registry  # noqa: E402,F401
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "haproxy: starts or runs HAProxy ($PGBDR_HAPROXY, "
+                            "default haproxy); .ci/run reruns these for each HAProxy version")
+    config.addinivalue_line("markers", "peers: runs a real peer built from $PGBDR_PEERS "
+                            "(tests/peers/build.sh)")
+
+
+def _runs_haproxy(item):
+    # A test that uses a fixture starting HAProxy, or that checks an
+    # example file with haproxy -c.
+    return (any("haproxy" in name for name in item.fixturenames)
+            or item.name.startswith("test_example_file"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _runs_haproxy(item):
+            item.add_marker(pytest.mark.haproxy)
+            # in the JUnit XML too, for .ci/run's per-version summary
+            item.user_properties.append(("haproxy", "1"))
 
 
 def _binary_or_fail():

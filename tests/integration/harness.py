@@ -39,6 +39,15 @@ MONITOR_ROLE = "pgbdr_monitor"
 GRANTS_DIR = os.path.join(ROOT, "sql", "grants")
 FIXTURES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 HAPROXY_EXAMPLES = os.path.join(ROOT, "haproxy-examples")
+# The HAProxy under test: .ci/run sets it to each version of its matrix.
+HAPROXY_BIN = os.environ.get("PGBDR_HAPROXY", "haproxy")
+
+
+def haproxy_version():
+    """(major, minor) of HAPROXY_BIN, e.g. (2, 6)."""
+    out = subprocess.run([HAPROXY_BIN, "-v"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2)))
 
 
 def agent_binary():
@@ -899,12 +908,12 @@ class HAProxy:
         return e
 
     def check_config(self):
-        return subprocess.run(["haproxy", "-c", "-f", self.cfg], env=self._env(),
+        return subprocess.run([HAPROXY_BIN, "-c", "-f", self.cfg], env=self._env(),
                               capture_output=True, text=True, timeout=30)
 
     def start(self, timeout=10):
         self._log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(["haproxy", "-f", self.cfg, "-db"], env=self._env(),
+        self.proc = subprocess.Popen([HAPROXY_BIN, "-f", self.cfg, "-db"], env=self._env(),
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=self.base)
 

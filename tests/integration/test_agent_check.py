@@ -17,6 +17,7 @@ import pytest
 
 from agentcheck_helpers import (MB, accepting, agent_check, connect, http_get_from, read_all,
                                 servers, touch, wait_server)
+import harness
 from harness import (FAST_AGENT, FIXTURES_DIR, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer,
                      free_port, wait_for)
 
@@ -161,7 +162,7 @@ def wait_lag(agent, node, lag):
 def test_example_file_is_valid_with_its_defaults():
     import subprocess
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
-    r = subprocess.run(["haproxy", "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "agent-check.cfg")],
+    r = subprocess.run([harness.HAPROXY_BIN, "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "agent-check.cfg")],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -10,6 +10,7 @@ import time
 import psycopg2
 import pytest
 
+import harness
 from harness import FAST_AGENT, FIXTURES_DIR, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer, free_port
 
 NODES = ("node1", "node2", "node3")
@@ -73,7 +74,7 @@ def flip(pg, node, code):
 def test_example_file_is_valid_with_its_defaults():
     import subprocess
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
-    r = subprocess.run(["haproxy", "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "httpchk.cfg")],
+    r = subprocess.run([harness.HAPROXY_BIN, "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "httpchk.cfg")],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -570,10 +570,27 @@ def test_idle_before_hello_times_out(tight_agent):
 
 
 def test_idle_after_hello_times_out(tight_agent):
+    """HELLO and then silence: no NOTIFY within client_timeout."""
+    with ready_client(tight_agent) as c:
+        t0 = time.monotonic()
+        c.expect_disconnect(2, timeout=5)
+        assert 1.5 < time.monotonic() - t0 < 4
+
+
+def test_answered_connection_stays_open_while_idle(tight_agent):
+    """Once a connection has carried an ACK, idle time between frames is
+    HAProxy's to limit: 2.6 closes after its "timeout idle", 3.1+ keeps
+    the connection in its server pool and ignores "timeout idle". A
+    partial frame still gets client_timeout."""
     with ready_client(tight_agent) as c:
         ack = c.query(1, 1, [sp.status_message()])
         assert sp.ack_vars(ack)["state"] == "down"
+        # twice client_timeout (2s) of silence: no DISCONNECT, no close
+        assert not select.select([c.sock], [], [], 4.5)[0]
+        ack = c.query(3, 1, [sp.status_message()])
+        assert sp.ack_vars(ack)["state"] == "down"
         t0 = time.monotonic()
+        c.send(sp.hello()[:3])
         c.expect_disconnect(2, timeout=5)
         assert 1.5 < time.monotonic() - t0 < 4
 

@@ -15,6 +15,7 @@ import pytest
 
 from agentcheck_helpers import (StatSampler, accepting, haproxy_events, max_concurrent_up,
                                 servers, wait_server)
+import harness
 from harness import (FAST_AGENT, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer, free_port,
                      node_section, wait_for)
 
@@ -148,7 +149,7 @@ def session_alive(conn):
 def test_example_file_is_valid_with_its_defaults():
     import subprocess
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGBDR_")}
-    r = subprocess.run(["haproxy", "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "write-leader.cfg")],
+    r = subprocess.run([harness.HAPROXY_BIN, "-c", "-f", os.path.join(HAPROXY_EXAMPLES, "write-leader.cfg")],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
