@@ -8,7 +8,7 @@
 # all of it is instrumented for coverage, so a harness that reaches a
 # file through the agent (http.c -> render.c -> evaluate.c...) explores
 # it too. Needs clang (14 on Debian 12), libclang-rt-dev, and the
-# -dev packages of libpq, libevent, libinih, libsystemd and json-c.
+# -dev packages of libpq, libevent, libsystemd and json-c.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,8 +29,8 @@ version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$top/meson.build" | head
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS=(-std=c11 -D_GNU_SOURCE "-DPGBDR_VERSION=\"${version:-0}\"" -g -O1
 	-fno-omit-frame-pointer $SAN -Wall -Wno-unused-parameter
-	-I"$top/agent" -I"$top/spoe" $(pkg-config --cflags libpq libevent inih libsystemd json-c))
-LIBS=($(pkg-config --libs libpq libevent inih libsystemd json-c) -lm)
+	-I"$top/agent" -I"$top/spoe" $(pkg-config --cflags libpq libevent libsystemd json-c))
+LIBS=($(pkg-config --libs libpq libevent libsystemd json-c) -lm)
 
 # Library objects: coverage instrumentation without libFuzzer's main.
 objs=()
