@@ -85,7 +85,8 @@ def test_status_json(agent, module_password):
         assert key in n1, key
     assert n1["flavor"] == "plain" and n1["state"] == "ready" and n1["weight"] == 100
     assert n1["read_only"] is False and n1["maintenance"] is False
-    assert n1["lag_bytes"] is None and n1["lag_seconds"] is None  # plain: unknown, not 0
+    # plain: replicates from nowhere, so nothing to wait for: 0, known
+    assert n1["lag_bytes"] == 0 and n1["lag_seconds"] == 0
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", n1["checked_at"]), n1["checked_at"]
     assert isinstance(n1["check_ms"], (int, float)) and 0 <= n1["check_ms"] < 1000
     assert n1["dbname"] == "app" and n1["user"] == "pgbdr_monitor"

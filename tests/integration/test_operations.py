@@ -565,7 +565,8 @@ def test_metrics_parse_and_match_status(registry, physical_pair, plain_pg, modul
             assert name not in lag_s, (name, n)
         else:
             assert math.isclose(lag_s[name], n["lag_seconds"], abs_tol=0.0011), (name, n)
-    assert "standby" in lag_b and "dead" not in lag_b and "plain" not in lag_b
+    # a plain server replicates from nowhere: lag 0, known; a dead node's is unknown
+    assert "standby" in lag_b and "dead" not in lag_b and lag_b["plain"] == 0
     assert sum(leader.values()) == 1 and leader["primary"] == 1
     assert samples(fams, "pgbdr_ready_nodes")[0].value == doc["ready_nodes"] == 3
     assert samples(fams, "pgbdr_maintenance")[0].value == 0

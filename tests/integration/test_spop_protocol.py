@@ -309,7 +309,7 @@ def test_status_of_each_node(agent):
     assert v["ready"] is False and v["state"] == "down" and v["reason"], v
     v = expected_vars(agent, "alpha")
     assert v["ready"] is True and v["write_node"] == "alpha" and v["ready_nodes"] == 1, v
-    assert "lag_bytes" not in v   # plain PostgreSQL: lag unknown, left unset
+    assert v["lag_bytes"] == 0   # plain PostgreSQL: nothing to lag behind
 
 
 def test_ack_value_types(agent):
