@@ -622,9 +622,15 @@ void poller_set_settings(struct poller *p, const struct poller_settings *setting
 	p->settings = *settings;
 }
 
+/*
+ * The first round starts at a random point of the first interval: an
+ * agent watching many nodes does not open every connection in the same
+ * millisecond (hundreds of backends forking and authenticating at once
+ * can take longer than timeout, and then every attempt fails together).
+ */
 void poller_start(struct poller *p)
 {
-	schedule_next_round(p, 0);
+	schedule_next_round(p, next_jitter(p) % (uint32_t)(p->settings.interval_ms + 1));
 }
 
 void poller_free(struct poller *p)
