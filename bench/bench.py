@@ -867,7 +867,7 @@ class Bench:
             self.summary.append((
                 f"{failover.FAULT_TEXT[fault]}: p50 to DOWN vs the classic checker's{label}",
                 f"classic {classic:.1f} s; " + ", ".join(
-                    f"{k} {v:,.0f}× faster" for k, v in ratios.items()), "≥ 5× faster",
+                    f"{k} {v:,.1f}× faster" for k, v in ratios.items()), "≥ 5× faster",
                 all(v >= 5 for v in ratios.values())))
         false = sum(fo["false_downs"].values())
         self.info.append(("failover: false downs", f"{false} DOWN transitions of the node never "
@@ -879,7 +879,8 @@ class Bench:
         top = max(fl["rows"], key=lambda r: r["nodes"])
         n = top["nodes"]
         label = "" if n >= 1000 else " (quick run)"
-        bound = (fl["interval_ms"] + fl["timeout_ms"]) / 1000
+        # against the default timeout (2s), stricter than the one the fleet ran with
+        bound = (fl["interval_ms"] + 2000) / 1000
         S = self.summary
         S.append((f"fleet of {n} nodes: agent CPU{label}", f"{top['cpu_pct']:.1f}% of a core "
                   f"({top['probes_per_s']:.0f} probes/s)", "< 10%", top["cpu_pct"] < 10))
@@ -888,7 +889,7 @@ class Bench:
                   top["rss_anon_kb"] < 30 * 1024))
         S.append((f"fleet of {n} nodes: every node's status age{label}",
                   f"max {top['age_max_s']:.2f} s, p99 {top['age_p99_s']:.2f} s over "
-                  f"{top['age_samples']:,} samples", f"< interval + timeout ({bound:.0f} s)",
+                  f"{top['age_samples']:,} samples", f"< interval + default timeout ({bound:.0f} s)",
                   top["age_max_s"] < bound))
         S.append((f"fleet of {n} nodes: /metrics response time{label}",
                   f"p99 {top['metrics_p99_ms']:.1f} ms, p50 {top['metrics_p50_ms']:.1f} ms "
