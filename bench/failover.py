@@ -83,6 +83,7 @@ SAMPLE_MS = 10
 MAX_GAP_P50_MS = 20       # over every sample after a fault
 MAX_GAP_P99_MS = 100
 MAX_EVENT_GAP_MS = 60     # before the sample that saw an event: a fault past it is redone
+MAX_DISCARDED = 10        # (+ 2 per fault asked) redone faults before the run is refused
 SETTLE_S = 0.3       # after the last event, to see that no connection lands on the failed node
 FAULT_DEADLINE_S = 45
 
@@ -507,7 +508,7 @@ class AgentBatch:
             log(f"   {fault:9s} #{index + 1:<2d} {target}: discarded, an event was seen "
                 f"{res['uncertainty'] * 1000:.0f} ms after the sample before it")
             self.discarded += 1
-            if self.discarded > self.n:
+            if self.discarded > MAX_DISCARDED + 2 * self.n:
                 raise RuntimeError(f"{self.discarded} faults discarded for sampling gaps: "
                                    "the samples are too sparse for the figures")
             return False
