@@ -1272,6 +1272,8 @@ class Bench:
 
 
 def main():
+    # a SIGTERM ends the run through the cleanups (servers, agents, HAProxy)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     started = datetime.datetime.now(datetime.timezone.utc)
     t_start = time.monotonic()
     machine = machine_description()

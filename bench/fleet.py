@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -286,6 +287,8 @@ class Fleet:
 
 def main():
     quick = "--quick" in sys.argv[1:]
+    # a SIGTERM ends the run through the registry's cleanup
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     reg = Registry()
     try:
         out = Fleet(reg, quick, os.environ.get("PGBDR_AGENT")).run()
