@@ -82,7 +82,7 @@ SAMPLE_MS = 10
 # the samples must come at least this often for the figures to hold
 MAX_GAP_P50_MS = 20       # over every sample after a fault
 MAX_GAP_P99_MS = 100
-MAX_EVENT_GAP_MS = 60     # before the sample that saw an event: a fault past it is redone
+MAX_EVENT_GAP_MS = 100    # before the sample that saw an event: a fault past it is redone
 MAX_DISCARDED = 10        # (+ 2 per fault asked) redone faults before the run is refused
 SETTLE_S = 0.3       # after the last event, to see that no connection lands on the failed node
 FAULT_DEADLINE_S = 45
