@@ -31,6 +31,7 @@
 #include <linux/tcp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,7 @@ struct poller {
 	bool in_round;
 	int64_t round_started_ms;
 	int failed_rounds;
+	uint32_t jitter;	/* xorshift32 state for the retry spacing */
 };
 
 static void start_round(struct poller *p);
@@ -176,17 +178,32 @@ static void schedule_next_round(struct poller *p, int64_t delay_ms)
 	evtimer_add(p->next_round, &tv);
 }
 
+static uint32_t next_jitter(struct poller *p)
+{
+	uint32_t x = p->jitter;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	p->jitter = x;
+	return x;
+}
+
 /*
- * Failed rounds back off to twice the interval at most: enough to halve
- * the connection attempts against a struggling server, short enough
- * that a recovered node is seen within two intervals.
+ * Failed rounds back off to between one and two intervals, drawn at
+ * random each time: enough to thin the connection attempts against a
+ * struggling server, short enough that a recovered node is seen within
+ * two intervals. The random part matters after an outage of many nodes
+ * at once (a PostgreSQL host or a network path): their pollers failed
+ * together, and without it they would all retry, and reconnect to the
+ * recovered servers, in the same millisecond.
  */
-static int64_t next_round_delay(const struct poller *p)
+static int64_t next_round_delay(struct poller *p)
 {
 	int64_t spacing = p->settings.interval_ms;
 
 	if (p->failed_rounds > 1)
-		spacing *= 2;
+		spacing += next_jitter(p) % (uint32_t)(p->settings.interval_ms + 1);
 	return p->round_started_ms + spacing - clock_ms();
 }
 
@@ -839,6 +856,8 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 	p->cb = cb;
 	p->cb_arg = arg;
 	p->io_fd = -1;
+	/* distinct per poller and per run; xorshift needs a non-zero state */
+	p->jitter = ((uint32_t)(uintptr_t)p ^ (uint32_t)clock_ms()) | 1;
 	p->deadline = evtimer_new(base, on_deadline, p);
 	p->next_round = evtimer_new(base, on_next_round, p);
 	if (!p->deadline || !p->next_round) {
@@ -861,9 +880,15 @@ void poller_set_settings(struct poller *p, const struct poller_settings *setting
 	p->settings = *settings;
 }
 
+/*
+ * The first round starts at a random point of the first interval: an
+ * agent watching many nodes does not open every connection in the same
+ * millisecond (hundreds of backends forking and authenticating at once
+ * can take longer than timeout, and then every attempt fails together).
+ */
 void poller_start(struct poller *p)
 {
-	schedule_next_round(p, 0);
+	schedule_next_round(p, next_jitter(p) % (uint32_t)(p->settings.interval_ms + 1));
 }
 
 void poller_free(struct poller *p)

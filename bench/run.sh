@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# The whole benchmark suite in one command (about 4-6 minutes):
+# The whole benchmark suite in one command (about 20 minutes; --quick
+# about 8):
 #
-#   bench/run.sh
+#   bench/run.sh [--quick]
 #
 # Installs what it needs with apt-get (xinetd, haproxy, wrk, PostgreSQL 15,
 # psycopg2, the build tools), builds the agent (build-bench/, a meson
 # debugoptimized build like the installed one) and bench/loadgen.c, then runs
 # bench/bench.py: the classic xinetd checker as baseline, direct load with
 # loadgen, HAProxy in the loop (bench/spoe_ratio.sh and 1000 servers checked
-# every 100 ms), PostgreSQL load, memory and CPU. It rewrites
+# every 100 ms), PostgreSQL load, memory and CPU, failover time
+# (bench/failover.py) and fleet scale (bench/fleet.py). It rewrites
 # bench/RESULTS.md and prints PASS or FAIL per target; exit status 1 if a
 # target fails, 2 on an error.
 #
 # Environment: PGBDR_AGENT=path (use this agent binary instead of building),
-#              BENCH_QUICK=1 (short runs to try the script; writes /tmp/pgbdr-bench-RESULTS.quick.md,
-#              leaves bench/RESULTS.md untouched).
+#              BENCH_QUICK=1 (the same as --quick).
 # Must run as root (PostgreSQL runs as the postgres user, xinetd drops to nobody).
 set -euo pipefail
+
+# --quick: a smoke run (shorter windows, 3 faults per type, fleets of 100
+# and 300 nodes), labelled as such in RESULTS.md
+for arg in "$@"; do
+	case $arg in
+		--quick) export BENCH_QUICK=1 ;;
+		*) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
+	esac
+done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
