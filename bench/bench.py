@@ -1261,8 +1261,8 @@ class Bench:
             f"{sm['last_s']:.2f} s; the busiest 100 ms took {sm['busiest_100ms']} "
             f"({sm['busiest_share'] * 100:.0f}%). Failed rounds retry after a random 1 to 2 "
             "intervals (agent/poller.c), so pollers that failed together do not retry "
-            "together; before that change every poller retried after exactly 2 intervals and "
-            "the reconnections came in one burst.\n")
+            "together (before that change they retried after exactly two intervals, all in the "
+            "same millisecond; that case was not measured here).\n")
 
     def summary_table(self):
         rows = ["| target | measured | goal | result |", "|---|---|---|---|"]
