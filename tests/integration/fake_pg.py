@@ -37,8 +37,23 @@ import threading
 import time
 
 HUGE_ERROR = 100 << 20
-DETECT_COLUMNS = 17          # agent/probe.c: DET_N_COLS
-DETECT_INTS = (0, 6, 7, 9)   # version, subscriptions, walsenders, logical slots
+
+
+def _detect_columns():
+    """The detect query's columns, read from agent/probe.c's enum, so that
+    the fake answers the query the agent really sends."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "agent", "probe.c")) as f:
+        text = f.read()
+    body = text[text.index("DET_VERSION,"):text.index("DET_N_COLS")]
+    return [w.strip() for w in body.split(",") if w.strip()]
+
+
+_DETECT = _detect_columns()
+DETECT_COLUMNS = len(_DETECT)
+# the integer columns: version, subscriptions, walsenders, logical slots
+DETECT_INTS = tuple(_DETECT.index(c) for c in
+                    ("DET_VERSION", "DET_SUBSCRIPTIONS", "DET_WALSENDERS", "DET_LOGICAL_SLOTS"))
 CONNECT_MODES = ("echo_auth", "notice_connect", "stall")
 MODES = ("ok", "copy_out", "copy_in", "copy_both", "endless_rows", "huge_error",
          "echo_auth", "echo_query", "notice_connect", "notice_idle", "non_utf8", "stall")
