@@ -96,6 +96,15 @@ def test_least_privilege_role_reads_real_bdr(cluster, agent):
         st = agent.node(n)
         assert st["state"] == "ready" and st["flavor"] == "bdr" and st["weight"] == 100, st
         assert st["user"] == "pgbdr_monitor", st
+        # 9.4 hides replay_location from it; bdr.sql's one SECURITY
+        # DEFINER function gives it the slot positions, and only to it.
+        fn = cluster[n].q(
+            "SELECT p.prosecdef, pg_get_function_result(p.oid),"
+            " has_function_privilege('pgbdr_monitor', p.oid, 'EXECUTE'),"
+            " EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0)"
+            " FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace"
+            " WHERE s.nspname = 'pgbdr_agent'")
+        assert fn == [(True, "TABLE(node_name text, replay_location pg_lsn)", True, False)], fn
     assert agent.get("/node/node1").status == 200
 
 
