@@ -37,7 +37,8 @@ enum {
  * positions come from sql/grants/bdr.sql's SECURITY DEFINER function
  * when the role may run it: pg_stat_replication, under bdr_node_slots,
  * shows them to superusers only on 9.4/9.6 (and on 10+ to
- * pg_read_all_stats). Otherwise from the view, NULL (unknown) if hidden.
+ * pg_read_all_stats). Otherwise from the view, NULL if hidden: unknown,
+ * not 0, hence the CASE (GREATEST() skips a NULL argument).
  */
 #define BDR_SELECT \
 	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), COALESCE(%s, false)" \
@@ -47,7 +48,8 @@ enum {
 	" (SELECT string_agg(node_name, ', ' ORDER BY node_name) FROM bdr.bdr_node_slots" \
 	"   WHERE NOT walsender_active)," \
 	" (SELECT string_agg(l.name || '>' || node_name || chr(31)" \
-	"   || COALESCE(GREATEST(0, %s)::bigint::text, ''), chr(30) ORDER BY node_name)" \
+	"   || CASE WHEN replay_location IS NOT NULL THEN GREATEST(0, %s)::bigint::text" \
+	"   ELSE '' END, chr(30) ORDER BY node_name)" \
 	"   FROM %s)," \
 	" (SELECT string_agg(p.node_name || '>' || l.name, chr(30) ORDER BY p.node_name)" \
 	"   FROM bdr.bdr_nodes p WHERE p.node_name <> l.name AND p.node_status = 'r')," \
