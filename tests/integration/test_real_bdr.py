@@ -345,6 +345,23 @@ def test_paused_apply_makes_that_node_stale(cluster, agent):
     agent.wait_state("node2", "ready", 60)
 
 
+def test_hidden_positions_are_unknown_lag(cluster, agent):
+    """Without bdr.sql's function (EXECUTE revoked on node1), pgbdr_monitor
+    reads bdr.bdr_node_slots, whose replay_location 9.4 hides from it: the
+    lag node2 gets from node1's slot is unknown (NULL, a lag limit set:
+    degraded at min_weight), never 0. Granted again, it is measured."""
+    all_ready(agent)
+    fn = "pgbdr_agent.bdr_slot_positions()"
+    cluster["node1"].q(f"REVOKE EXECUTE ON FUNCTION {fn} FROM pgbdr_monitor")
+    try:
+        st = agent.wait_state("node2", "degraded", 30, reason_re=r"lag unknown")
+        assert st["lag_bytes"] is None and st["weight"] == POLICY["min_weight"], st
+    finally:
+        cluster["node1"].q(f"GRANT EXECUTE ON FUNCTION {fn} TO pgbdr_monitor")
+    st = agent.wait_state("node2", "ready", 30)
+    assert isinstance(st["lag_bytes"], int), st
+
+
 def test_part(cluster, agent):
     """node3 parted with bdr.bdr_part_by_node_names: it is down for good
     (parting cannot be undone), the other two are ready without it."""
