@@ -20,6 +20,7 @@
 #include "etcd.h"
 #include "evaluate.h"
 #include "lag.h"
+#include "membership.h"
 #include "poller.h"
 #include "splitbrain.h"
 #include "systemd.h"
@@ -315,10 +316,11 @@ static void remember_peers(struct node *n, const struct node_facts *facts, int64
 
 /*
  * Central mode: the other nodes' last facts tell how far each of them
- * has got in sending to this one. Facts of a failed round carry no
- * streams, so a peer that is down cannot vouch for anything.
+ * has got in sending to this one, and whether they have parted it from
+ * their group. Facts of a failed round carry no streams and no peers,
+ * so a peer that is down cannot vouch for anything.
  */
-static void take_lag_from_peers(const struct node *n, struct node_facts *facts)
+static void take_peer_view(const struct node *n, struct node_facts *facts)
 {
 	const struct node_facts *peers[64];
 	int k = 0;
@@ -326,6 +328,7 @@ static void take_lag_from_peers(const struct node *n, struct node_facts *facts)
 	for (int i = 0; i < n->agent->n_nodes && k < 64; i++)
 		if (&n->agent->nodes[i] != n)
 			peers[k++] = &n->agent->nodes[i].facts;
+	parted_by_peers(facts, peers, k);
 	lag_from_peers(facts, peers, k);
 }
 
@@ -339,7 +342,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 	const struct node_facts *facts = &judged_facts;
 
 	n->facts = *probed;
-	take_lag_from_peers(n, &judged_facts);
+	take_peer_view(n, &judged_facts);
 	read_policy.read_only = READ_ONLY_READY;
 	count_probe(n, facts, check_ms);
 	evaluate(facts, &a->config.policy, &n->judged, false, now, &n->judged);

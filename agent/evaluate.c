@@ -240,7 +240,8 @@ static bool lag_unknown_under_limit(const struct node_facts *facts,
 /*
  * The node may serve: how much, given its lag and impairments. Unknown
  * lag under a limit serves at min_weight only, degraded, so that a node
- * the agent cannot judge takes the least traffic a lagging one would.
+ * the agent cannot judge takes the least traffic a lagging one would;
+ * so does an isolated one (no peer replicates with it).
  */
 static void judge_serving(const struct node_facts *facts,
 			  const struct policy *policy, struct verdict *v)
@@ -277,6 +278,17 @@ static void judge_serving(const struct node_facts *facts,
 		join_reasons(v->reason, v->reason,
 			     facts->impairment[0] ? facts->impairment : "impaired");
 		v->state = STATE_DEGRADED;
+	}
+	if (facts->isolated) {
+		int floor_weight = clamp_int(policy->min_weight, 0, 100);
+		char text[REASON_MAX];
+
+		v->state = STATE_DEGRADED;
+		if (v->weight > floor_weight) {
+			v->weight = floor_weight;
+			set_reason(text, "isolated, weight %d%%", floor_weight);
+			join_reasons(v->reason, v->reason, text);
+		}
 	}
 }
 

@@ -44,6 +44,7 @@ enum {
 	DET_ORIGINS_READABLE,
 	DET_SUPERUSER,
 	DET_SPOCK_RECEIVER_LAG,
+	DET_BDR_SLOT_POSITIONS,
 	DET_N_COLS
 };
 
@@ -86,7 +87,11 @@ const char *probe_detect_query(void)
 	       "   AND has_table_privilege(c.oid, 'SELECT')"
 	       "   AND has_function_privilege(p.oid, 'EXECUTE')),"
 	       " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
-	       HAS_COL("spock", "lag_tracker", "last_received_lsn");
+	       HAS_COL("spock", "lag_tracker", "last_received_lsn") ","
+	       " EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+	       "   WHERE n.nspname = 'pgbdr_agent' AND p.proname = 'bdr_slot_positions'"
+	       "   AND has_schema_privilege(n.oid, 'USAGE')"
+	       "   AND has_function_privilege(p.oid, 'EXECUTE'))";
 }
 
 static enum flavor choose_flavor(const struct conn_caps *caps)
@@ -140,6 +145,7 @@ int probe_detect_parse(const PGresult *res, enum flavor forced, bool require_bdr
 	caps->can_read_origins = pq_bool(res, DET_ORIGINS_READABLE);
 	caps->is_superuser = pq_bool(res, DET_SUPERUSER);
 	caps->spock_receiver_lag = pq_bool(res, DET_SPOCK_RECEIVER_LAG);
+	caps->bdr_slot_positions = pq_bool(res, DET_BDR_SLOT_POSITIONS);
 	parse_pgd_caps(res, caps);
 	caps->flavor = forced != FLAVOR_AUTO ? forced : choose_flavor(caps);
 	if (require_bdr && caps->flavor != FLAVOR_BDR && caps->flavor != FLAVOR_PGD) {
@@ -275,6 +281,11 @@ void probe_take_peers(const PGresult *res, int col, struct node_facts *facts)
 		snprintf(peer->name, sizeof(peer->name), "%.*s", (int)name_len, p);
 		p += name_len;
 		peer->up = p[0] == '\x1f' && p[1] == 't';
+		peer->parted = false;
+		if (p[0] == '\x1f') {
+			p += 1 + strcspn(p + 1, "\x1f\x1e");
+			peer->parted = p[0] == '\x1f' && p[1] == 't';
+		}
 		p += strcspn(p, "\x1e");
 		if (*p)
 			p++;

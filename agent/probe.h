@@ -28,6 +28,8 @@ struct conn_caps {
 	/* spock.lag_tracker is the receiver's view (5.0: last_received_lsn) */
 	bool spock_receiver_lag;
 	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
+	/* sql/grants/bdr.sql's pgbdr_agent.bdr_slot_positions(), executable */
+	bool bdr_slot_positions;
 	/* PGD catalog shape: 3.7, 4 and 5 differ in these */
 	bool pgd_has_node_kind;    /* bdr.node_summary.node_kind_name (5) */
 	bool pgd_has_decoder_slot; /* bdr.node_slots.is_decoder_slot (4, 5) */
@@ -82,8 +84,9 @@ void probe_take_lag_bytes(const PGresult *res, int col, struct node_facts *facts
 void probe_take_lag_seconds(const PGresult *res, int col, struct node_facts *facts);
 
 /*
- * Peers come as one text column: name, chr(31), 'true'/'false', and
- * chr(30) between peers; control characters cannot clash with names.
+ * Peers come as one text column: name, chr(31), 'true'/'false' (up),
+ * optionally chr(31), 'true'/'false' (parted), and chr(30) between
+ * peers; control characters cannot clash with names.
  */
 void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
 
@@ -131,6 +134,12 @@ void facts_add_impairment(struct node_facts *facts, const char *fmt, ...)
  */
 /* BDR 1/2 bdr.bdr_nodes.node_status of the local node ("" when missing). */
 void judge_node_status(const char *status, struct node_facts *facts);
+/*
+ * BDR 1/2 peer slots: total, how many have no walsender (down), and
+ * their names. Some down: impaired; all: isolated (serving at
+ * min_weight at most).
+ */
+void judge_bdr_peer_slots(int total, int down, const char *names, struct node_facts *facts);
 /* PGD peer_state_name and peer_target_state_name of the local node. */
 void judge_local_state(const char *state, const char *target, struct node_facts *facts);
 

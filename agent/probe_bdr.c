@@ -1,7 +1,8 @@
 /*
  * BDR 1/2: the local node's row in bdr.bdr_nodes, whether BDR is
  * active in this database, and the slots peers replicate through.
- * Needs SELECT on bdr.bdr_nodes and bdr.bdr_node_slots only.
+ * Needs SELECT on bdr.bdr_nodes and bdr.bdr_node_slots, and for the
+ * slots' positions EXECUTE on sql/grants/bdr.sql's function.
  *
  * The slots here are outgoing: how far each peer is behind this node.
  * They are reported as such, keyed "this>peer", and a central agent
@@ -32,23 +33,29 @@ enum {
 /*
  * The SQL is assembled from a few fixed parts chosen per connection:
  * node_read_only only exists from BDR 1.0 on, and BDR 1 runs on 9.4
- * where the LSN functions still carry "xlog" names.
+ * where the LSN functions still carry "xlog" names. The slots' replay
+ * positions come from sql/grants/bdr.sql's SECURITY DEFINER function
+ * when the role may run it: pg_stat_replication, under bdr_node_slots,
+ * shows them to superusers only on 9.4/9.6 (and on 10+ to
+ * pg_read_all_stats). Otherwise from the view, NULL if hidden: unknown,
+ * not 0, hence the CASE (GREATEST() skips a NULL argument).
  */
-#define BDR_SELECT(read_only, lag_expr) \
-	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), COALESCE(" read_only ", false)" \
+#define BDR_SELECT \
+	"SELECT l.name, n.node_status, bdr.bdr_is_active_in_db(), COALESCE(%s, false)" \
 	"   OR pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
 	" (SELECT count(*) FROM bdr.bdr_node_slots)::int," \
 	" (SELECT count(*) FROM bdr.bdr_node_slots WHERE NOT walsender_active)::int," \
 	" (SELECT string_agg(node_name, ', ' ORDER BY node_name) FROM bdr.bdr_node_slots" \
 	"   WHERE NOT walsender_active)," \
 	" (SELECT string_agg(l.name || '>' || node_name || chr(31)" \
-	"   || COALESCE(GREATEST(0, " lag_expr ")::bigint::text, ''), chr(30) ORDER BY node_name)" \
-	"   FROM bdr.bdr_node_slots)," \
+	"   || CASE WHEN replay_location IS NOT NULL THEN GREATEST(0, %s)::bigint::text" \
+	"   ELSE '' END, chr(30) ORDER BY node_name)" \
+	"   FROM %s)," \
 	" (SELECT string_agg(p.node_name || '>' || l.name, chr(30) ORDER BY p.node_name)" \
 	"   FROM bdr.bdr_nodes p WHERE p.node_name <> l.name AND p.node_status = 'r')," \
 	" (SELECT string_agg(p.node_name || chr(31) ||" \
-	"   (p.node_status = 'r' AND COALESCE(s.walsender_active, false))::text, chr(30)" \
-	"   ORDER BY p.node_name) FROM bdr.bdr_nodes p" \
+	"   (p.node_status = 'r' AND COALESCE(s.walsender_active, false))::text || chr(31) ||" \
+	"   (p.node_status = 'k')::text, chr(30) ORDER BY p.node_name) FROM bdr.bdr_nodes p" \
 	"   LEFT JOIN bdr.bdr_node_slots s ON s.node_name = p.node_name" \
 	"   WHERE p.node_name <> l.name)" \
 	" FROM (SELECT bdr.bdr_get_local_node_name() AS name) l" \
@@ -56,15 +63,16 @@ enum {
 
 #define LAG_WAL "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_location)"
 #define LAG_XLOG "pg_xlog_location_diff(pg_current_xlog_location(), replay_location)"
+#define SLOTS_VIEW "bdr.bdr_node_slots"
+#define SLOTS_FUNCTION "pgbdr_agent.bdr_slot_positions()"
 
 static const char *bdr_query(const struct conn_caps *caps, char *buf, size_t len)
 {
-	bool wal_names = caps->server_version >= 100000;
-
-	if (caps->bdr_has_read_only)
-		return wal_names ? BDR_SELECT("n.node_read_only", LAG_WAL)
-				 : BDR_SELECT("n.node_read_only", LAG_XLOG);
-	return wal_names ? BDR_SELECT("false", LAG_WAL) : BDR_SELECT("false", LAG_XLOG);
+	snprintf(buf, len, BDR_SELECT,
+		 caps->bdr_has_read_only ? "n.node_read_only" : "false",
+		 caps->server_version >= 100000 ? LAG_WAL : LAG_XLOG,
+		 caps->bdr_slot_positions ? SLOTS_FUNCTION : SLOTS_VIEW);
+	return buf;
 }
 
 /* BDR's node_status codes (bdr.h, BDR_NODE_STATUS_*). */
@@ -105,6 +113,28 @@ void judge_node_status(const char *status, struct node_facts *facts)
 		facts_set_problem(facts, "unknown BDR node status '%s'", status);
 }
 
+/*
+ * Some peers not streaming from this node: it serves, impaired. None of
+ * them: either they are all gone, or this node is cut off, or they have
+ * parted it from the group (BDR records the part in their catalogs, not
+ * always in the parted node's own). Down would take the last survivor
+ * of a group out; ready at full weight would send a parted node full
+ * traffic. So it is isolated: serving at min_weight at most, and a
+ * central agent reads the part itself in the peers' catalogs.
+ */
+void judge_bdr_peer_slots(int total, int down, const char *names, struct node_facts *facts)
+{
+	if (down <= 0)
+		return;
+	if (down < total) {
+		facts_set_impairment(facts, "%d of %d peers not replicating: %s", down, total,
+				     names);
+		return;
+	}
+	facts->isolated = true;
+	facts_set_impairment(facts, "no peer replicating with this node: %s", names);
+}
+
 static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 		      struct node_facts *facts)
 {
@@ -123,10 +153,8 @@ static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);
 	if (facts->healthy && !pq_bool(res, COL_ACTIVE))
 		facts_set_problem(facts, "BDR is not active in this database");
-	if (facts->peers_down > 0)
-		facts_set_impairment(facts, "%d of %d peers not replicating: %s",
-				     facts->peers_down, facts->peers_total,
-				     pq_text(res, COL_PEERS_DOWN_NAMES));
+	judge_bdr_peer_slots(facts->peers_total, facts->peers_down,
+			 pq_text(res, COL_PEERS_DOWN_NAMES), facts);
 }
 
 const struct probe_ops probe_bdr_ops = {

@@ -55,6 +55,7 @@ const char *probe_outcome_name(enum probe_outcome o);
 struct peer_fact {
 	char name[NODE_NAME_MAX];
 	bool up; /* member in good standing and replicating with us */
+	bool parted; /* recorded as parted from the group, for good */
 };
 
 /*
@@ -91,6 +92,13 @@ struct node_facts {
 	/* Serving but impaired (peer disconnected, slot WARNING...). */
 	bool impaired;
 	char impairment[REASON_MAX];
+
+	/*
+	 * It has peers and none replicates with it: it cannot tell their
+	 * failure from its own isolation, or from a part only they know
+	 * of. It serves, at min_weight at most.
+	 */
+	bool isolated;
 
 	bool read_only;
 

@@ -96,6 +96,15 @@ def test_least_privilege_role_reads_real_bdr(cluster, agent):
         st = agent.node(n)
         assert st["state"] == "ready" and st["flavor"] == "bdr" and st["weight"] == 100, st
         assert st["user"] == "pgbdr_monitor", st
+        # 9.4 hides replay_location from it; bdr.sql's one SECURITY
+        # DEFINER function gives it the slot positions, and only to it.
+        fn = cluster[n].q(
+            "SELECT p.prosecdef, pg_get_function_result(p.oid),"
+            " has_function_privilege('pgbdr_monitor', p.oid, 'EXECUTE'),"
+            " EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0)"
+            " FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace"
+            " WHERE s.nspname = 'pgbdr_agent'")
+        assert fn == [(True, "TABLE(node_name text, replay_location pg_lsn)", True, False)], fn
     assert agent.get("/node/node1").status == 200
 
 
@@ -334,6 +343,23 @@ def test_paused_apply_makes_that_node_stale(cluster, agent):
     finally:
         cluster["node2"].q("SELECT bdr.bdr_apply_resume()")
     agent.wait_state("node2", "ready", 60)
+
+
+def test_hidden_positions_are_unknown_lag(cluster, agent):
+    """Without bdr.sql's function (EXECUTE revoked on node1), pgbdr_monitor
+    reads bdr.bdr_node_slots, whose replay_location 9.4 hides from it: the
+    lag node2 gets from node1's slot is unknown (NULL, a lag limit set:
+    degraded at min_weight), never 0. Granted again, it is measured."""
+    all_ready(agent)
+    fn = "pgbdr_agent.bdr_slot_positions()"
+    cluster["node1"].q(f"REVOKE EXECUTE ON FUNCTION {fn} FROM pgbdr_monitor")
+    try:
+        st = agent.wait_state("node2", "degraded", 30, reason_re=r"lag unknown")
+        assert st["lag_bytes"] is None and st["weight"] == POLICY["min_weight"], st
+    finally:
+        cluster["node1"].q(f"GRANT EXECUTE ON FUNCTION {fn} TO pgbdr_monitor")
+    st = agent.wait_state("node2", "ready", 30)
+    assert isinstance(st["lag_bytes"], int), st
 
 
 def test_part(cluster, agent):

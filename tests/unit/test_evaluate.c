@@ -220,6 +220,25 @@ static const struct eval_case eval_cases[] = {
 	{ "impaired without a text", { GOOD, CAUGHT_UP, .impaired = true }, &base, &prev_ready, false,
 	  STATE_DEGRADED, 100, "impaired" },
 
+	/* Isolated (no peer replicates with it): serving, at min_weight at most. */
+	{ "isolated, caught up", { GOOD, CAUGHT_UP, .impaired = true, .isolated = true,
+				   .impairment = "no peer replicating with this node: node2, node3" },
+	  &base, &prev_ready, false, STATE_DEGRADED, 10,
+	  "no peer replicating with this node: node2, node3; isolated, weight 10%" },
+	{ "isolated and lagging", { GOOD, SECS(1.0), LAG(MB(40)), .isolated = true },
+	  &base, &prev_ready, false, STATE_DEGRADED, 10,
+	  "replication lag 40MB, weight 55%; isolated, weight 10%" },
+	{ "isolated, lag unknown: min_weight already", { GOOD, .isolated = true },
+	  &base, &prev_ready, false, STATE_DEGRADED, 10,
+	  "replication lag unknown, weight 10% (a lag limit is set)" },
+	{ "isolated without lag limits", { GOOD, .isolated = true }, &no_limits, &prev_ready,
+	  false, STATE_DEGRADED, 0, "isolated, weight 0%" },
+	{ "isolated past max_lag: down", { GOOD, LAG(MB(80)), .isolated = true }, &base,
+	  &prev_ready, false, STATE_DOWN, 0, "replication lag 80MB > 64MB" },
+	{ "isolated and parted: down", { UNHEALTHY("node has parted from the BDR group (status k)"),
+					 .isolated = true }, &base, &prev_ready, false, STATE_DOWN, 0,
+	  "node has parted from the BDR group (status k)" },
+
 	/* Rule 3, single steps (sequences are further down). */
 	{ "first good probe with rise 1", { GOOD, CAUGHT_UP }, &base, &prev_never, false,
 	  STATE_READY, 100, "" },

@@ -1,9 +1,9 @@
 /*
  * Unit tests for the probes' judgement of catalog rows and for central
- * mode's lag: each parser is fed result rows built with libpq's own
- * PGresult constructors, holding what the real catalogs return (BDR
- * 1.0's node_status codes, PGD's peer_state_name values, pglogical's
- * subscription and slot rows), one cmocka test per table.
+ * mode's lag and membership: each parser is fed result rows built with
+ * libpq's own PGresult constructors, holding what the real catalogs
+ * return (BDR 1.0's node_status codes, PGD's peer_state_name values,
+ * pglogical's subscription and slot rows), one cmocka test per table.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "lag.h"
+#include "membership.h"
 #include "probe.h"
 #include "splitbrain.h"
 
@@ -108,6 +109,7 @@ struct bdr_case {
 	int64_t out_lag;
 	int n_incoming;
 	const char *reason; /* problem or impairment */
+	bool isolated;
 };
 
 static const struct bdr_case bdr_cases[] = {
@@ -116,23 +118,37 @@ static const struct bdr_case bdr_cases[] = {
 	    "bdrnode1>bdrnode2\x1f" "0\x1e" "bdrnode1>bdrnode3\x1f" "8388608",
 	    "bdrnode2>bdrnode1\x1e" "bdrnode3>bdrnode1",
 	    "bdrnode2\x1ftrue\x1e" "bdrnode3\x1ftrue" },
-	  true, false, false, 0, true, MB(8), 2, "" },
+	  true, false, false, 0, true, MB(8), 2, "", false },
 	{ "lone node: nothing comes in, lag 0",
 	  { "bdrnode1", "r", "t", "f", "0", "0", NULL, NULL, NULL, NULL },
-	  true, false, true, 0, false, 0, 0, "" },
+	  true, false, true, 0, false, 0, 0, "", false },
 	{ "read-only (node_read_only, recovery or default_transaction_read_only)",
 	  { "bdrnode1", "r", "t", "t", "0", "0", NULL, NULL, NULL, NULL },
-	  true, true, true, 0, false, 0, 0, "" },
+	  true, true, true, 0, false, 0, 0, "", false },
 	{ "joining",
 	  { "bdrnode1", "i", "t", "f", "0", "0", NULL, NULL, NULL, NULL },
-	  false, false, true, 0, false, 0, 0, "node is joining: copying initial data (status i)" },
+	  false, false, true, 0, false, 0, 0, "node is joining: copying initial data (status i)", false },
 	{ "not active in this database",
 	  { "bdrnode1", "r", "f", "f", "0", "0", NULL, NULL, NULL, NULL },
-	  false, false, true, 0, false, 0, 0, "BDR is not active in this database" },
-	{ "slot with unknown lag",
-	  { "bdrnode1", "r", "t", "f", "1", "1", "bdrnode2", "bdrnode1>bdrnode2\x1f",
-	    "bdrnode2>bdrnode1", "bdrnode2\x1f" "false" },
-	  true, false, false, 0, false, 0, 1, "1 of 1 peers not replicating: bdrnode2" },
+	  false, false, true, 0, false, 0, 0, "BDR is not active in this database", false },
+	{ "one of two peers not streaming, its slot's lag unknown",
+	  { "bdrnode1", "r", "t", "f", "2", "1", "bdrnode2",
+	    "bdrnode1>bdrnode2\x1f\x1e" "bdrnode1>bdrnode3\x1f" "0",
+	    "bdrnode2>bdrnode1\x1e" "bdrnode3>bdrnode1",
+	    "bdrnode2\x1f" "false\x1f" "false\x1e" "bdrnode3\x1f" "true\x1f" "false" },
+	  true, false, false, 0, true, 0, 2, "1 of 2 peers not replicating: bdrnode2", false },
+	{ "no peer streaming: isolated (dead peers, cut off, or parted by them)",
+	  { "bdrnode3", "r", "t", "f", "2", "2", "bdrnode1, bdrnode2",
+	    "bdrnode3>bdrnode1\x1f\x1e" "bdrnode3>bdrnode2\x1f",
+	    "bdrnode1>bdrnode3\x1e" "bdrnode2>bdrnode3",
+	    "bdrnode1\x1f" "false\x1f" "false\x1e" "bdrnode2\x1f" "false\x1f" "false" },
+	  true, false, false, 0, false, 0, 2,
+	  "no peer replicating with this node: bdrnode1, bdrnode2", true },
+	{ "a parted peer: its slot gone, not an incoming stream",
+	  { "bdrnode1", "r", "t", "f", "1", "0", NULL, "bdrnode1>bdrnode2\x1f" "0",
+	    "bdrnode2>bdrnode1", "bdrnode2\x1f" "true\x1f" "false\x1e"
+	    "bdrnode3\x1f" "false\x1f" "true" },
+	  true, false, false, 0, true, 0, 1, "", false },
 };
 
 static void test_bdr_rows(void **state)
@@ -150,11 +166,12 @@ static void test_bdr_rows(void **state)
 		if (f.healthy != c->healthy || f.read_only != c->read_only ||
 		    f.lag_bytes_known != c->lag_known || f.lag_bytes != c->lag ||
 		    f.out_lag_bytes_known != c->out_known || f.out_lag_bytes != c->out_lag ||
-		    f.n_incoming != c->n_incoming || strcmp(reason, c->reason) != 0)
-			fail_msg("%s: healthy %d ro %d lag %d/%lld out %d/%lld in %d \"%s\"",
+		    f.n_incoming != c->n_incoming || strcmp(reason, c->reason) != 0 ||
+		    f.isolated != c->isolated)
+			fail_msg("%s: healthy %d ro %d lag %d/%lld out %d/%lld in %d iso %d \"%s\"",
 				 c->name, f.healthy, f.read_only, f.lag_bytes_known,
 				 (long long)f.lag_bytes, f.out_lag_bytes_known,
-				 (long long)f.out_lag_bytes, f.n_incoming, reason);
+				 (long long)f.out_lag_bytes, f.n_incoming, f.isolated, reason);
 	}
 }
 
@@ -310,6 +327,96 @@ static void test_lag_from_peers(void **state)
 	}
 }
 
+/* ==== central mode: a part recorded only in the peers' catalogs ==== */
+
+struct member {
+	const char *name;
+	bool parted;
+};
+
+/* A node's facts as its probe leaves them: its name and its peer list. */
+static struct node_facts node_seeing(const char *self, bool healthy, int n,
+				     const struct member *peers)
+{
+	struct node_facts f = { .outcome = PROBE_OK, .healthy = healthy, .n_peers = n };
+
+	snprintf(f.catalog_name, sizeof(f.catalog_name), "%s", self);
+	for (int i = 0; i < n; i++) {
+		snprintf(f.peers[i].name, sizeof(f.peers[i].name), "%s", peers[i].name);
+		f.peers[i].up = !peers[i].parted;
+		f.peers[i].parted = peers[i].parted;
+	}
+	return f;
+}
+
+static void test_parted_by_peers(void **state)
+{
+	static const struct member n3_sees[] = { { "n1", false }, { "n2", false } };
+	static const struct member k[] = { { "n2", false }, { "n3", true } };
+	static const struct member r[] = { { "n2", false }, { "n3", false } };
+	static const struct member twice[] = { { "n3", true }, { "n3", false } };
+	static const struct member other[] = { { "n2", false }, { "n4", true } };
+	struct node_facts n1_k = node_seeing("n1", true, 2, k);
+	struct node_facts n1_r = node_seeing("n1", true, 2, r);
+	struct node_facts n1_k_unhealthy = node_seeing("n1", false, 2, k);
+	struct node_facts n1_k_failed = node_seeing("n1", true, 2, k);
+	struct node_facts n1_twice = node_seeing("n1", true, 2, twice);
+	struct node_facts n1_other = node_seeing("n1", true, 2, other);
+	struct node_facts n5_k = node_seeing("n5", true, 2, k);
+	const struct {
+		const char *name;
+		const struct node_facts *peer;
+		bool self_healthy;
+		bool want;
+	} cases[] = {
+		{ "a healthy peer records the part", &n1_k, true, true },
+		{ "the peer still has it as a member", &n1_r, true, false },
+		{ "a peer not healthy itself cannot vouch", &n1_k_unhealthy, true, false },
+		{ "a peer whose probe failed cannot vouch", &n1_k_failed, true, false },
+		{ "parted and member under one name: not parted", &n1_twice, true, false },
+		{ "another node parted", &n1_other, true, false },
+		{ "a node this one does not list as a peer", &n5_k, true, false },
+		{ "already unhealthy: the earlier problem stays", &n1_k, false, false },
+	};
+
+	(void)state;
+	n1_k_failed.outcome = PROBE_QUERY_FAILED;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct node_facts f = node_seeing("n3", cases[i].self_healthy, 2, n3_sees);
+		const struct node_facts *peers[1] = { cases[i].peer };
+		bool set = parted_by_peers(&f, peers, 1);
+
+		if (set != cases[i].want || f.healthy != (cases[i].self_healthy && !set) ||
+		    (set && strcmp(f.problem, "node parted from the group, as n1's catalog records")))
+			fail_msg("%s: set %d healthy %d \"%s\"", cases[i].name, set, f.healthy,
+				 f.problem);
+	}
+}
+
+/* The BDR probe's peer list: up, and parted ('k') from the third field. */
+static void test_bdr_peer_list(void **state)
+{
+	static const char *const row[BDR_COLS] = {
+		"bdrnode1", "r", "t", "f", "1", "0", NULL, "bdrnode1>bdrnode2\x1f" "0",
+		"bdrnode2>bdrnode1",
+		"bdrnode2\x1f" "true\x1f" "false\x1e" "bdrnode3\x1f" "false\x1f" "true\x1e"
+		"bdrnode4\x1f" "false"
+	};
+	struct conn_caps caps = { .flavor = FLAVOR_BDR, .server_version = 90400 };
+	struct node_facts f;
+
+	(void)state;
+	parse_row(&probe_bdr_ops, &caps, BDR_COLS, row, &f);
+	assert_int_equal(f.n_peers, 3);
+	assert_string_equal(f.peers[0].name, "bdrnode2");
+	assert_true(f.peers[0].up && !f.peers[0].parted);
+	assert_string_equal(f.peers[1].name, "bdrnode3");
+	assert_true(!f.peers[1].up && f.peers[1].parted);
+	/* two fields only (other flavors): never parted */
+	assert_string_equal(f.peers[2].name, "bdrnode4");
+	assert_true(!f.peers[2].up && !f.peers[2].parted);
+}
+
 /* ==== physical split brain: two primaries, told apart by timeline ==== */
 
 #define PRIMARY(n, tl) { .name = n, .flavor = FLAVOR_PHYSICAL, .state = STATE_READY, \
@@ -366,6 +473,8 @@ int main(void)
 		cmocka_unit_test(test_judge_local_state),
 		cmocka_unit_test(test_pglogical_rows),
 		cmocka_unit_test(test_lag_from_peers),
+		cmocka_unit_test(test_parted_by_peers),
+		cmocka_unit_test(test_bdr_peer_list),
 		cmocka_unit_test(test_split_brain),
 	};
 
