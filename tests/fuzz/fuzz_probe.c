@@ -187,8 +187,10 @@ static void parse_everywhere(const PGresult *res)
 	struct conn_caps caps;
 	char err[REASON_MAX];
 
-	if (probe_detect_parse(res, FLAVOR_AUTO, &caps, err, sizeof(err)) < 0)
-		CHECK(strnlen(err, sizeof(err)) < sizeof(err));
+	/* as a node section, then as the classic section that requires BDR */
+	for (int require_bdr = 0; require_bdr < 2; require_bdr++)
+		if (probe_detect_parse(res, FLAVOR_AUTO, require_bdr, &caps, err, sizeof(err)) < 0)
+			CHECK(strnlen(err, sizeof(err)) < sizeof(err));
 	for (int f = FLAVOR_AUTO + 1; f < FLAVOR_COUNT; f++) {
 		const struct probe_ops *ops = probe_for_flavor((enum flavor)f);
 		struct node_facts facts = { .outcome = PROBE_OK, .flavor = (enum flavor)f };
