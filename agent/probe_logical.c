@@ -47,7 +47,8 @@ enum {
 	"     ON w.subid = s.oid AND w.relid IS NULL" \
 	"   WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))," \
 	" applied AS (" applied ")," \
-	" backlog AS (SELECT GREATEST(0, pg_wal_lsn_diff(s.received_lsn, a.remote_lsn)) AS bytes," \
+	" backlog AS (SELECT CASE WHEN s.received_lsn IS NOT NULL AND a.remote_lsn IS NOT NULL" \
+	"   THEN GREATEST(0, pg_wal_lsn_diff(s.received_lsn, a.remote_lsn)) END AS bytes," \
 	"   s.last_msg_send_time FROM subs s JOIN applied a ON a.subid = s.subid" \
 	"   WHERE s.pid IS NOT NULL)," \
 	" slots AS (SELECT slot_name, active, CASE WHEN pg_is_in_recovery() THEN NULL" \
@@ -66,12 +67,12 @@ enum {
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots" \
 	"   WHERE NOT active)," \
 	" CASE WHEN (SELECT count(*) FROM subs) = 0 THEN 0" \
-	"   WHEN (SELECT count(*) FROM backlog) = (SELECT count(*) FROM subs)" \
+	"   WHEN (SELECT count(bytes) FROM backlog) = (SELECT count(*) FROM subs)" \
 	"   THEN (SELECT max(bytes) FROM backlog)::bigint END," \
 	" (SELECT max(CASE WHEN bytes = 0 THEN 0" \
 	"   ELSE extract(epoch FROM now() - last_msg_send_time) END) FROM backlog)," \
 	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \
-	" (SELECT string_agg(slot_name::text || chr(31) || COALESCE(GREATEST(0, lag)::bigint::text, '')," \
+	" (SELECT string_agg(slot_name::text || chr(31) || CASE WHEN lag IS NOT NULL THEN GREATEST(0, lag)::bigint::text ELSE '' END," \
 	"   chr(30) ORDER BY slot_name) FROM slots)," \
 	" (SELECT string_agg(subslotname::text, chr(30) ORDER BY subslotname) FROM subs" \
 	"   WHERE subslotname IS NOT NULL)"

@@ -71,7 +71,8 @@ enum {
 	" (SELECT string_agg(target_name::text, ', ' ORDER BY target_name) FROM slots" \
 	"   WHERE NOT active)," \
 	" (SELECT string_agg(l.node_name || '>' || target_name || chr(31)" \
-	"   || COALESCE(GREATEST(0, replay_lag_bytes)::bigint::text, ''), chr(30)" \
+	"   || CASE WHEN replay_lag_bytes IS NOT NULL" \
+	"   THEN GREATEST(0, replay_lag_bytes)::bigint::text ELSE '' END, chr(30)" \
 	"   ORDER BY target_name) FROM slots)," \
 	" (SELECT string_agg(DISTINCT origin_name || '>' || l.node_name, chr(30)) FROM subs" \
 	"   WHERE sub_enabled AND origin_name IS NOT NULL)," \

@@ -57,7 +57,7 @@ enum {
 	" (SELECT count(*) FROM subs WHERE status = 'replicating')::int," \
 	" (SELECT count(*) FROM slots)::int," \
 	" (SELECT string_agg(slot_name::text, ', ' ORDER BY slot_name) FROM slots WHERE NOT active)," \
-	" (SELECT string_agg(slot_name::text || chr(31) || COALESCE(GREATEST(0, lag)::bigint::text, '')," \
+	" (SELECT string_agg(slot_name::text || chr(31) || CASE WHEN lag IS NOT NULL THEN GREATEST(0, lag)::bigint::text ELSE '' END," \
 	"   chr(30) ORDER BY slot_name) FROM slots)," \
 	" (SELECT string_agg(slot_name::text, chr(30) ORDER BY slot_name) FROM subs)," \
 	" pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'," \

@@ -28,7 +28,7 @@ enum {
 #define PHYSICAL_SELECT(diff, receive, replay, walfile, current) \
 	"SELECT pg_is_in_recovery()," \
 	" (SELECT status FROM pg_stat_wal_receiver)," \
-	" CASE WHEN pg_is_in_recovery() THEN GREATEST(0, " diff "(" \
+	" CASE WHEN pg_is_in_recovery() AND " replay "() IS NOT NULL THEN GREATEST(0, " diff "(" \
 	"   COALESCE((SELECT latest_end_lsn FROM pg_stat_wal_receiver), " receive "()), " \
 	    replay "()))::bigint END," \
 	" CASE WHEN pg_is_in_recovery() THEN CASE WHEN " receive "() = " replay "() THEN 0" \

@@ -63,7 +63,7 @@ def test_meson_install_prefix_usr(registry, plain_pg, password):
     subprocess.run(["meson", "compile", "-C", build], check=True, capture_output=True,
                    timeout=900)
     with open(os.path.join(tmp, "node.ini"), "w") as f:
-        f.write(f"[postgresql]\ndsn = {plain_pg.tcp_dsn('app', password=password)}\n")
+        f.write(f"[postgresql]\nflavor = auto\ndsn = {plain_pg.tcp_dsn('app', password=password)}\n")
     host_before = host_state()
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", SCRIPT],
                        env=dict(os.environ, T=tmp, B=build), capture_output=True, text=True,

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from harness import (HAPROXY_EXAMPLES, ROOT, HAProxy, PgServer, agent_binary, free_port,
+from harness import (FIXTURES_DIR, HAPROXY_EXAMPLES, ROOT, HAProxy, PgServer, agent_binary, free_port,
                      read_until_close, wait_for)
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,11 @@ def xinetd(registry, module_password):
     os.chmod(base, 0o755)  # the service users must reach the config
     pg = PgServer(registry, "xinetd", pglogical=False).init().start()
     pg.create_database("app")
-    pg.apply_grants("plain", dbname="app", password=module_password)
+    # The classic checker watched BDR: the database carries the BDR 1
+    # emulation's catalog (fixtures/bdr1_emulation.sql), one ready node.
+    pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname="app")
+    pg.sql("SELECT bdr.emulation_setup('node1')", dbname="app")
+    pg.apply_grants("bdr", dbname="app", password=module_password)
 
     binary = os.path.join(base, "pgbdr-agent")
     shutil.copy(agent_binary(), binary)
