@@ -313,7 +313,11 @@ def test_raft_leaderless_within_then_past_raft_grace(pg, catalog_agent, catalog_
     """Raft without a leader (an election): for raft_grace (6s by
     default) the node serves on, degraded, and the last known write leader
     stays although the routing catalog names none; then it fails closed."""
-    before = wait_for(lambda: catalog_agent.status_json()["write_node"], 5, desc="a write node")
+    # the leader the routing catalog names, once the agent follows it (the
+    # previous test may have moved it: a handover has a gap)
+    lead = pg.scalar("SELECT write_lead FROM bdr.emulation_routing LIMIT 1", dbname="pgd5cat")
+    before = wait_for(lambda: (lambda w: w if w and w == (lead or w) else None)(
+        catalog_agent.status_json()["write_node"]), 10, desc="the write node settled")
     pg.sql("UPDATE bdr.emulation_raft SET state = 'RAFT_CANDIDATE' WHERE state = 'RAFT_LEADER'",
            dbname="pgd5cat")
     pg.sql("UPDATE bdr.emulation_routing SET write_lead = NULL", dbname="pgd5cat")
