@@ -718,6 +718,12 @@ void agent_run_first_round(struct agent *a)
 	update_leader(a);
 }
 
+void agent_resign(struct agent *a)
+{
+	if (a->etcd)
+		etcd_resign(a->etcd, 1000);
+}
+
 void agent_free(struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)

@@ -119,6 +119,11 @@ void agent_start_pollers(struct agent *a);
  * Listeners are not touched. Returns 0, or -1 with the old config kept.
  */
 int agent_reload(struct agent *a, struct agent_config *next);
+/*
+ * Clean shutdown, once the listeners are closed: give up what others
+ * wait for (the etcd lease), waiting at most about a second.
+ */
+void agent_resign(struct agent *a);
 void agent_free(struct agent *a);
 
 /* Run the loop until every node has finished one round or timeout passes. */
