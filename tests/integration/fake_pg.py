@@ -37,7 +37,7 @@ import threading
 import time
 
 HUGE_ERROR = 100 << 20
-DETECT_COLUMNS = 17          # agent/probe.c: DET_N_COLS
+DETECT_COLUMNS = 19          # agent/probe.c: DET_N_COLS
 DETECT_INTS = (0, 6, 7, 9)   # version, subscriptions, walsenders, logical slots
 CONNECT_MODES = ("echo_auth", "notice_connect", "stall")
 MODES = ("ok", "copy_out", "copy_in", "copy_both", "endless_rows", "huge_error",
