@@ -519,6 +519,7 @@ int agent_init(struct agent *a, struct agent_config *config)
 	memset(config, 0, sizeof(*config));
 	log_init(&a->log, a->config.log_level, a->config.log_destination);
 	a->started_at_ms = clock_ms();
+	memory_budget_init(&a->client_memory, CLIENT_MEMORY_BUDGET);
 	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
 	a->leader_policy.handover_ms = a->config.leader_handover_ms;
 	if (gethostname(a->hostname, sizeof(a->hostname) - 1) != 0)

@@ -13,6 +13,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "log.h"
+#include "memory_budget.h"
 #include "status.h"
 
 struct event_base;
@@ -72,6 +73,8 @@ struct agent {
 	int n_nodes;
 	/* open files kept for the pollers and the loop: listeners refuse clients first */
 	int fd_reserve;
+	/* what clients make the agent hold, SPOP and HTTP together */
+	struct memory_budget client_memory;
 	int default_node;              /* index: what "/" reports */
 
 	struct http_server *http;

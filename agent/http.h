@@ -55,6 +55,7 @@ struct http_stats {
 	uint64_t refused;       /* by allow_from */
 	uint64_t over_capacity; /* closed at once: max_clients reached */
 	uint64_t timeouts;      /* no complete request within client_timeout */
+	uint64_t shed;          /* closed, backlog dropped: over the memory budget */
 	uint64_t responses[6];  /* by class: [2] = 2xx ... [5] = 5xx */
 };
 

@@ -236,6 +236,24 @@ static void render_etcd(const struct agent *a, struct evbuffer *out)
 			    (unsigned long long)st.acquired);
 }
 
+static void render_client_memory(const struct agent *a, struct evbuffer *out)
+{
+	const struct memory_budget *b = &a->client_memory;
+
+	header(out, "pgbdr_client_memory_bytes", "gauge",
+	       "Memory clients make the agent hold now: SPOP reassembly buffers and output "
+	       "queued to clients (SPOP and HTTP).");
+	evbuffer_add_printf(out, "pgbdr_client_memory_bytes %zu\n", b->held);
+	header(out, "pgbdr_client_memory_budget_bytes", "gauge",
+	       "The cap on pgbdr_client_memory_bytes; past it clients are shed.");
+	evbuffer_add_printf(out, "pgbdr_client_memory_budget_bytes %zu\n", b->limit);
+	header(out, "pgbdr_client_memory_shed_total", "counter",
+	       "Client connections shed (SPOP DISCONNECT 13, HTTP closed) to stay within the "
+	       "memory budget.");
+	evbuffer_add_printf(out, "pgbdr_client_memory_shed_total %llu\n",
+			    (unsigned long long)b->shed);
+}
+
 void metrics_render(const struct agent *a, struct evbuffer *out)
 {
 	render_agent(a, out);
@@ -245,5 +263,6 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 	render_probe_histogram(a, out);
 	render_listeners(a, out);
 	render_etcd(a, out);
+	render_client_memory(a, out);
 	spop_server_render_metrics(a->spop, out);
 }
