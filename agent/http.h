@@ -16,6 +16,7 @@
 
 struct evbuffer;
 struct http_server;
+struct listener_stats;
 
 enum http_method {
 	HTTP_METHOD_GET,
@@ -60,6 +61,8 @@ struct http_stats {
 };
 
 struct http_stats http_server_stats(const struct http_server *s);
+/* The listener's own counters: fd reserve refusals, accept failures. */
+const struct listener_stats *http_server_listener_stats(const struct http_server *s);
 
 /* Bind and serve; NULL with err filled when the address is unusable. */
 struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,

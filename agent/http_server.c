@@ -502,6 +502,11 @@ struct http_stats http_server_stats(const struct http_server *s)
 	return st;
 }
 
+const struct listener_stats *http_server_listener_stats(const struct http_server *s)
+{
+	return listener_stats(s->listener);
+}
+
 int http_server_port(const struct http_server *s)
 {
 	return listener_port(s->listener);

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "etcd.h"
 #include "http.h"
+#include "listener.h"
 #include "metrics.h"
 #include "render.h"
 #include "spop_server.h"
@@ -186,6 +187,32 @@ static void render_listeners(const struct agent *a, struct evbuffer *out)
 	}
 }
 
+/* Refusals and failures at accept, before a connection exists, for every listener on. */
+static void render_accept(const struct agent *a, struct evbuffer *out)
+{
+	const struct listener_stats *st[3] = {
+		a->http ? http_server_listener_stats(a->http) : NULL,
+		a->agentcheck ? agentcheck_server_listener_stats(a->agentcheck) : NULL,
+		a->spop ? spop_server_listener_stats(a->spop) : NULL,
+	};
+	static const char *const names[3] = { "http", "agent-check", "spop" };
+
+	header(out, "pgbdr_listener_fd_reserve_refused_total", "counter",
+	       "Clients closed at once because the file descriptors left are kept for the "
+	       "node pollers.");
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			listener_sample(out, "pgbdr_listener_fd_reserve_refused_total", names[i],
+					NULL, st[i]->fd_reserve_refusals);
+	header(out, "pgbdr_listener_accept_failures_total", "counter",
+	       "accept() failures, such as out of file descriptors; accepting then pauses "
+	       "for 100 ms.");
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			listener_sample(out, "pgbdr_listener_accept_failures_total", names[i], NULL,
+					st[i]->accept_failures);
+}
+
 static void render_agent(const struct agent *a, struct evbuffer *out)
 {
 	header(out, "pgbdr_build_info", "gauge", "Always 1; the version is a label.");
@@ -262,6 +289,7 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 	render_node_gauges(a, out);
 	render_probe_histogram(a, out);
 	render_listeners(a, out);
+	render_accept(a, out);
 	render_etcd(a, out);
 	render_client_memory(a, out);
 	spop_server_render_metrics(a->spop, out);

@@ -901,6 +901,11 @@ void spop_server_free(struct spop_server *s)
 	free(s);
 }
 
+const struct listener_stats *spop_server_listener_stats(const struct spop_server *s)
+{
+	return listener_stats(s->listener);
+}
+
 const struct spop_server_stats *spop_server_stats(const struct spop_server *s)
 {
 	return &s->stats;

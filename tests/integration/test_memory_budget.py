@@ -212,3 +212,6 @@ def test_fd_reserve_keeps_probes_working(module_registry, module_password):
         for s in held:
             s.close()
     a.wait_state("x", "ready", 5)
+    refused = [line for line in a.get("/metrics").text.splitlines()
+               if line.startswith('pgbdr_listener_fd_reserve_refused_total{listener="http"} ')]
+    assert refused and float(refused[0].split()[1]) > 0, refused
