@@ -133,6 +133,12 @@ void facts_add_impairment(struct node_facts *facts, const char *fmt, ...)
 void judge_node_status(const char *status, struct node_facts *facts);
 /* PGD peer_state_name and peer_target_state_name of the local node. */
 void judge_local_state(const char *state, const char *target, struct node_facts *facts);
+/*
+ * PGD node kind ("" when unknown; on 3.7/4 "subscriber-only" from the
+ * group's node_group_type): a subscriber-only node only receives
+ * changes, so it is read-only; a witness stores no data.
+ */
+void judge_node_kind(const char *kind, struct node_facts *facts);
 
 extern const struct probe_ops probe_bdr_ops;
 extern const struct probe_ops probe_pgd_ops;
