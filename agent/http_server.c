@@ -29,8 +29,13 @@
 #include "listener.h"
 #include "memory_budget.h"
 
-/* Past this much unsent output, stop reading: the client is not reading. */
-#define OUTPUT_PAUSE_BYTES (256 * 1024)
+/*
+ * Past this much unsent output, stop reading: the client is not reading.
+ * It only stops the next request being parsed, never a reply however
+ * large; kept low because every request read from a client that does
+ * not read is a reply rendered for nobody.
+ */
+#define OUTPUT_PAUSE_BYTES (64 * 1024)
 
 /* Request bodies are never used; small ones are skipped, larger ones close. */
 #define MAX_SKIPPED_BODY 4096
@@ -109,7 +114,8 @@ static void linger(struct http_conn *c);
  * Queue a formatted reply packed into the output's chains. A reply
  * built by small appends sits in chains of 1 kB and more however short
  * it is, and a client that does not read makes us hold every one: the
- * budget counts bytes, so the memory behind them must be close to it.
+ * budget counts bytes, so the memory behind them should not be many
+ * times that.
  */
 static void queue_tight(struct evbuffer *out, struct evbuffer *bytes)
 {
