@@ -522,6 +522,7 @@ int agent_init(struct agent *a, struct agent_config *config)
 	memset(config, 0, sizeof(*config));
 	log_init(&a->log, a->config.log_level, a->config.log_destination);
 	a->started_at_ms = clock_ms();
+	memory_budget_init(&a->client_memory, CLIENT_MEMORY_BUDGET);
 	a->leader_policy.return_delay_ms = a->config.leader_return_delay_ms;
 	a->leader_policy.handover_ms = a->config.leader_handover_ms;
 	if (gethostname(a->hostname, sizeof(a->hostname) - 1) != 0)
@@ -719,6 +720,12 @@ void agent_run_first_round(struct agent *a)
 		event_free(limit);
 	a->exit_after_first_round = false;
 	update_leader(a);
+}
+
+void agent_resign(struct agent *a)
+{
+	if (a->etcd)
+		etcd_resign(a->etcd, 1000);
 }
 
 void agent_free(struct agent *a)

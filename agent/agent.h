@@ -13,6 +13,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "log.h"
+#include "memory_budget.h"
 #include "status.h"
 
 struct event_base;
@@ -72,6 +73,8 @@ struct agent {
 	int n_nodes;
 	/* open files kept for the pollers and the loop: listeners refuse clients first */
 	int fd_reserve;
+	/* what clients make the agent hold, SPOP and HTTP together */
+	struct memory_budget client_memory;
 	int default_node;              /* index: what "/" reports */
 
 	struct http_server *http;
@@ -119,6 +122,11 @@ void agent_start_pollers(struct agent *a);
  * Listeners are not touched. Returns 0, or -1 with the old config kept.
  */
 int agent_reload(struct agent *a, struct agent_config *next);
+/*
+ * Clean shutdown, once the listeners are closed: give up what others
+ * wait for (the etcd lease), waiting at most about a second.
+ */
+void agent_resign(struct agent *a);
 void agent_free(struct agent *a);
 
 /* Run the loop until every node has finished one round or timeout passes. */

@@ -298,3 +298,8 @@ uint64_t agentcheck_server_refused(const struct agentcheck_server *s)
 {
 	return listener_stats(s->listener)->refused;
 }
+
+const struct listener_stats *agentcheck_server_listener_stats(const struct agentcheck_server *s)
+{
+	return listener_stats(s->listener);
+}

@@ -13,6 +13,7 @@
 #include "units.h"
 
 struct agentcheck_server;
+struct listener_stats;
 
 struct agentcheck_stats {
 	uint64_t connections;
@@ -33,5 +34,6 @@ struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct li
 void agentcheck_server_free(struct agentcheck_server *s);
 const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_server *s);
 uint64_t agentcheck_server_refused(const struct agentcheck_server *s);
+const struct listener_stats *agentcheck_server_listener_stats(const struct agentcheck_server *s);
 
 #endif

@@ -5,7 +5,9 @@
  * poll period, and when nobody holds it, grant a lease and put the key
  * in one transaction that succeeds only if the key does not exist.
  * Any failure moves to the next endpoint. Requests time out, replies
- * are size-capped, and parsing is in etcd_proto.c.
+ * are size-capped, and parsing is in etcd_proto.c. On a clean shutdown
+ * the lease is revoked, with a bounded wait, so that the key goes at
+ * once instead of after ttl.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -64,6 +66,7 @@ struct etcd_client {
 	uint64_t acquired;
 	char last_warning[REASON_MAX];    /* what was logged last, and when */
 	int64_t last_warning_at_ms;
+	bool resigning;                   /* etcd_resign(): only the revoke runs */
 };
 
 static void step(struct etcd_client *c);
@@ -268,6 +271,17 @@ static void on_reply(struct evhttp_request *req, void *arg)
 
 	c->req = NULL;
 	evtimer_del(c->deadline);
+	if (c->resigning) {
+		if (code == 200 && etcd_parse_ok(body, len, err, sizeof(err)) == 0)
+			log_info(c->log, "etcd: revoked the lease; the leader key is free");
+		else
+			log_warning(c->log, "etcd: revoking the lease failed (%s); the key "
+				    "lapses after ttl", code ? "etcd refused" : "no answer");
+		c->op = OP_NONE;
+		c->lease_id = 0;
+		event_base_loopbreak(c->base);
+		return;
+	}
 	if (code == 0) {
 		failed(c, "no answer (connection failed or timed out)");
 	} else if (code != 200) {
@@ -298,6 +312,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	evhttp_cancel_request(c->req);
 	c->req = NULL;
+	if (c->resigning) {
+		log_warning(c->log, "etcd: no answer to the lease revoke in time; the key "
+			    "lapses after ttl");
+		c->op = OP_NONE;
+		event_base_loopbreak(c->base);
+		return;
+	}
 	/* failed() also drops the connection, which a cancel leaves unusable */
 	failed(c, "no complete answer in time");
 	c->op = OP_NONE;
@@ -383,7 +404,7 @@ static void step(struct etcd_client *c)
 	int64_t now = clock_ms();
 	enum etcd_op op;
 
-	if (c->req || now < c->quiet_until_ms)
+	if (c->req || c->resigning || now < c->quiet_until_ms)
 		return;
 	if (c->rotate) {
 		c->rotate = false;
@@ -475,6 +496,39 @@ void etcd_get_stats(const struct etcd_client *c, struct etcd_stats *out)
 	out->requests = c->requests;
 	out->failures = c->failures;
 	out->acquired = c->acquired;
+}
+
+void etcd_resign(struct etcd_client *c, int64_t max_wait_ms)
+{
+	struct timeval limit;
+
+	if (!c || !c->lease_id)
+		return;
+	event_del(c->timer);
+	if (c->req) {
+		/* a cancelled request leaves its connection unusable */
+		evhttp_cancel_request(c->req);
+		c->req = NULL;
+		evtimer_del(c->deadline);
+		if (c->conn)
+			evhttp_connection_free(c->conn);
+		c->conn = NULL;
+	}
+	if (c->facts.held)
+		log_info(c->log, "etcd: shutting down: giving up the leader key for %s",
+			 c->facts.holder);
+	c->facts.held = false;
+	c->resigning = true;
+	if (max_wait_ms < c->request_timeout_ms)
+		c->request_timeout_ms = max_wait_ms;
+	send_request(c, OP_REVOKE);
+	if (!c->req)
+		return;
+	/* the request's own deadline ends the wait; this is the backstop */
+	limit.tv_sec = (max_wait_ms + 100) / 1000;
+	limit.tv_usec = ((max_wait_ms + 100) % 1000) * 1000;
+	event_base_loopexit(c->base, &limit);
+	event_base_dispatch(c->base);
 }
 
 void etcd_free(struct etcd_client *c)

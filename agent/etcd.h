@@ -25,7 +25,15 @@ typedef void (*etcd_changed_cb)(void *arg);
 struct etcd_client *etcd_new(struct event_base *base, struct evdns_base *dns,
 			     const struct etcd_config *cfg, int64_t handover_ms,
 			     struct logger *log, etcd_changed_cb cb, void *arg);
-/* Frees the client; a lease it held lapses after ttl. */
+/*
+ * Clean shutdown: revoke the lease, if any, so that the key goes now
+ * and not after ttl. Runs the event loop until etcd answers or
+ * max_wait_ms passes, whichever is first; call it once the loop has
+ * stopped and nothing else should answer clients. Nothing is named
+ * leader by this client afterwards.
+ */
+void etcd_resign(struct etcd_client *c, int64_t max_wait_ms);
+/* Frees the client; a lease it still holds lapses after ttl. */
 void etcd_free(struct etcd_client *c);
 void etcd_start(struct etcd_client *c);
 

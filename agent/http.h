@@ -16,6 +16,7 @@
 
 struct evbuffer;
 struct http_server;
+struct listener_stats;
 
 enum http_method {
 	HTTP_METHOD_GET,
@@ -55,10 +56,13 @@ struct http_stats {
 	uint64_t refused;       /* by allow_from */
 	uint64_t over_capacity; /* closed at once: max_clients reached */
 	uint64_t timeouts;      /* no complete request within client_timeout */
+	uint64_t shed;          /* closed, backlog dropped: over the memory budget */
 	uint64_t responses[6];  /* by class: [2] = 2xx ... [5] = 5xx */
 };
 
 struct http_stats http_server_stats(const struct http_server *s);
+/* The listener's own counters: fd reserve refusals, accept failures. */
+const struct listener_stats *http_server_listener_stats(const struct http_server *s);
 
 /* Bind and serve; NULL with err filled when the address is unusable. */
 struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,

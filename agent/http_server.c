@@ -6,6 +6,14 @@
  * max_clients, an absolute deadline for a request head (a client
  * sending one byte a second would otherwise hold a slot forever), and
  * a bound on replies queued for a client that does not read.
+ *
+ * Memory: replies queued to clients count against the agent's client
+ * memory budget (memory_budget.h), shared with SPOP. A reply that does
+ * not fit first sheds the HTTP clients that leave a backlog unread (the
+ * largest first: their backlog is dropped and they are closed); if it
+ * still does not fit and the client has replies unsent, it becomes a
+ * short 503 and the connection closes. A client with nothing unsent is
+ * answered: it reads, and its reply goes to the socket at once.
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,9 +27,15 @@
 #include "http.h"
 #include "http_parser.h"
 #include "listener.h"
+#include "memory_budget.h"
 
-/* Past this much unsent output, stop reading: the client is not reading. */
-#define OUTPUT_PAUSE_BYTES (256 * 1024)
+/*
+ * Past this much unsent output, stop reading: the client is not reading.
+ * It only stops the next request being parsed, never a reply however
+ * large; kept low because every request read from a client that does
+ * not read is a reply rendered for nobody.
+ */
+#define OUTPUT_PAUSE_BYTES (64 * 1024)
 
 /* Request bodies are never used; small ones are skipped, larger ones close. */
 #define MAX_SKIPPED_BODY 4096
@@ -29,11 +43,23 @@
 /* How long a closing connection drains what the client still sends. */
 #define LINGER_MS 1000
 
+/*
+ * The kernel's share: a client that does not read would otherwise let
+ * its socket's send buffer autotune to megabytes, each worth hundreds of
+ * replies rendered for nobody. A health check's reply is a few hundred
+ * bytes, /metrics and /status a few kB.
+ */
+#define SOCKET_SEND_BUFFER (64 * 1024)
+
+/* What a reply adds beyond its body: the status line and headers. */
+#define REPLY_HEAD_BYTES 512
+
 struct http_conn {
 	struct http_server *server;
 	LIST_ENTRY(http_conn) link;
 	struct bufferevent *bev;
 	struct event *deadline; /* the next request head must arrive by then */
+	struct evbuffer_cb_entry *output_watch; /* keeps the memory budget */
 	bool closing;           /* last reply queued: close once it is written */
 	bool lingering;         /* reply written, write side shut, draining input */
 	bool finished;          /* answered and done on the fast path: free it */
@@ -44,6 +70,7 @@ struct http_server {
 	struct listener *listener;
 	LIST_HEAD(, http_conn) conns;
 	int open_connections;
+	struct memory_budget *budget; /* the agent's, shared with SPOP */
 	struct http_stats stats;
 };
 
@@ -54,12 +81,21 @@ static struct timeval ms_to_timeval(int64_t ms)
 	return tv;
 }
 
+static size_t output_length(const struct http_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
 static void conn_free(struct http_conn *c)
 {
 	struct http_server *s = c->server;
 
 	LIST_REMOVE(c, link);
 	s->open_connections--;
+	if (c->output_watch) {
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_watch);
+		memory_budget_give(s->budget, output_length(c));
+	}
 	event_free(c->deadline);
 	bufferevent_free(c->bev);
 	free(c);
@@ -73,6 +109,31 @@ static void arm_deadline(struct http_conn *c)
 }
 
 static void linger(struct http_conn *c);
+
+/*
+ * Queue a formatted reply packed into the output's chains. A reply
+ * built by small appends sits in chains of 1 kB and more however short
+ * it is, and a client that does not read makes us hold every one: the
+ * budget counts bytes, so the memory behind them should not be many
+ * times that.
+ */
+static void queue_tight(struct evbuffer *out, struct evbuffer *bytes)
+{
+	struct evbuffer_iovec v[16];
+	int n = evbuffer_peek(bytes, -1, NULL, v, 16);
+
+	if (n < 0 || n > 16) {
+		evbuffer_add_buffer(out, bytes);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (evbuffer_add(out, v[i].iov_base, v[i].iov_len) != 0) {
+			evbuffer_add_buffer(out, bytes); /* the rest, as it is */
+			return;
+		}
+		evbuffer_drain(bytes, v[i].iov_len);
+	}
+}
 
 /*
  * The last reply of a connection (HAProxy's checks: one request, then
@@ -122,7 +183,7 @@ static void respond_and_close(struct http_conn *c, int minor_version,
 	} else {
 		http_format_reply(minor_version, reply, head_only, false, bytes);
 		if (!finish_fast(c, bytes))
-			evbuffer_add_buffer(out, bytes); /* what was not written */
+			queue_tight(out, bytes); /* what was not written */
 		evbuffer_free(bytes);
 		if (c->closing)
 			return;
@@ -137,11 +198,20 @@ static void respond(struct http_conn *c, const struct http_request *req, int min
 
 	if (reply->code >= 200 && reply->code < 600)
 		c->server->stats.responses[reply->code / 100]++;
-	if (keep_alive)
-		http_format_reply(minor_version, reply, head_only, true,
-				  bufferevent_get_output(c->bev));
-	else
+	if (keep_alive) {
+		struct evbuffer *bytes = evbuffer_new();
+
+		if (!bytes) {
+			http_format_reply(minor_version, reply, head_only, true,
+					  bufferevent_get_output(c->bev));
+			return;
+		}
+		http_format_reply(minor_version, reply, head_only, true, bytes);
+		queue_tight(bufferevent_get_output(c->bev), bytes);
+		evbuffer_free(bytes);
+	} else {
 		respond_and_close(c, minor_version, reply, head_only);
+	}
 }
 
 static void respond_parse_error(struct http_conn *c, enum http_parse_result result)
@@ -155,6 +225,54 @@ static void respond_parse_error(struct http_conn *c, enum http_parse_result resu
 	http_reply_parse_error(&reply, result);
 	respond(c, NULL, 1, &reply, false);
 	evbuffer_free(reply.body);
+}
+
+/*
+ * Drop a client that does not read: its backlog goes, and so does the
+ * connection (a close, as nothing it is sent would be read).
+ */
+static void shed(struct http_conn *c)
+{
+	c->server->stats.shed++;
+	c->server->budget->shed++;
+	evbuffer_drain(bufferevent_get_output(c->bev), output_length(c));
+	give_up(c);
+	c->finished = true;
+}
+
+/*
+ * Room for a reply of `bytes` on c: when the budget cannot take it,
+ * the other HTTP clients with an unread backlog are shed, the largest
+ * backlog first, until it can. Returns false if it still cannot.
+ */
+static bool make_room(struct http_conn *c, size_t bytes)
+{
+	struct http_server *s = c->server;
+
+	while (!memory_budget_fits(s->budget, bytes)) {
+		struct http_conn *worst = NULL, *o;
+
+		LIST_FOREACH(o, &s->conns, link)
+			if (o != c && !o->finished && output_length(o) >= CLIENT_BACKLOG_SHED_BYTES &&
+			    (!worst || output_length(o) > output_length(worst)))
+				worst = o;
+		if (!worst)
+			return false;
+		s->stats.shed++;
+		s->budget->shed++;
+		conn_free(worst);
+	}
+	return true;
+}
+
+static void over_budget_reply(struct http_reply *reply)
+{
+	evbuffer_drain(reply->body, evbuffer_get_length(reply->body));
+	evbuffer_add_printf(reply->body, "over the client memory budget: try again\n");
+	reply->code = 503;
+	reply->reason = "Service Unavailable";
+	reply->content_type = "text/plain; charset=utf-8";
+	reply->allow = NULL;
 }
 
 static void serve_request(struct http_conn *c, const struct http_request *req)
@@ -171,6 +289,17 @@ static void serve_request(struct http_conn *c, const struct http_request *req)
 	c->server->stats.requests++;
 	http_route(c->server->agent, http_method_from_name(req->method), req->path,
 		   req->query, &reply);
+	/* a client with nothing unsent reads: its reply goes out at once */
+	if (!make_room(c, evbuffer_get_length(reply.body) + REPLY_HEAD_BYTES) &&
+	    output_length(c) > 0) {
+		if (output_length(c) >= CLIENT_BACKLOG_SHED_BYTES) {
+			evbuffer_free(reply.body);
+			shed(c);
+			return;
+		}
+		over_budget_reply(&reply);
+		keep_alive = false;
+	}
 	respond(c, req, req->minor_version, &reply, keep_alive);
 	evbuffer_free(reply.body);
 	if (keep_alive)
@@ -291,6 +420,7 @@ int http_server_adopt(struct http_server *s, int fd)
 {
 	struct agent *a = s->agent;
 	struct timeval write_timeout = ms_to_timeval(a->config.client_timeout_ms);
+	int send_buffer = SOCKET_SEND_BUFFER;
 	struct http_conn *c;
 
 	s->stats.connections++;
@@ -301,6 +431,7 @@ int http_server_adopt(struct http_server *s, int fd)
 	}
 	c->server = s;
 	evutil_make_socket_nonblocking(fd);
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
 	c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->deadline = evtimer_new(a->base, on_deadline, c);
 	if (!c->bev || !c->deadline) {
@@ -310,6 +441,14 @@ int http_server_adopt(struct http_server *s, int fd)
 			evutil_closesocket(fd);
 		if (c->deadline)
 			event_free(c->deadline);
+		free(c);
+		return -1;
+	}
+	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), memory_budget_on_buffer,
+					  s->budget);
+	if (!c->output_watch) {
+		bufferevent_free(c->bev);
+		event_free(c->deadline);
 		free(c);
 		return -1;
 	}
@@ -339,6 +478,7 @@ struct http_server *http_server_new(struct agent *a, const struct listen_addr *a
 		return NULL;
 	}
 	s->agent = a;
+	s->budget = &a->client_memory;
 	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log, &a->fd_reserve,
 				   "http",
 				   on_accept, s, err, errlen);
@@ -366,6 +506,11 @@ struct http_stats http_server_stats(const struct http_server *s)
 	/* refusals happen in the listener, before a connection exists */
 	st.refused = listener_stats(s->listener)->refused;
 	return st;
+}
+
+const struct listener_stats *http_server_listener_stats(const struct http_server *s)
+{
+	return listener_stats(s->listener);
 }
 
 int http_server_port(const struct http_server *s)

@@ -307,7 +307,9 @@ static int run_daemon(struct agent *a)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);
+	/* nobody can be told "leader" by this agent past this point */
 	stop_listeners(a);
+	agent_resign(a);
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "etcd.h"
 #include "http.h"
+#include "listener.h"
 #include "metrics.h"
 #include "render.h"
 #include "spop_server.h"
@@ -186,6 +187,32 @@ static void render_listeners(const struct agent *a, struct evbuffer *out)
 	}
 }
 
+/* Refusals and failures at accept, before a connection exists, for every listener on. */
+static void render_accept(const struct agent *a, struct evbuffer *out)
+{
+	const struct listener_stats *st[3] = {
+		a->http ? http_server_listener_stats(a->http) : NULL,
+		a->agentcheck ? agentcheck_server_listener_stats(a->agentcheck) : NULL,
+		a->spop ? spop_server_listener_stats(a->spop) : NULL,
+	};
+	static const char *const names[3] = { "http", "agent-check", "spop" };
+
+	header(out, "pgbdr_listener_fd_reserve_refused_total", "counter",
+	       "Clients closed at once because the file descriptors left are kept for the "
+	       "node pollers.");
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			listener_sample(out, "pgbdr_listener_fd_reserve_refused_total", names[i],
+					NULL, st[i]->fd_reserve_refusals);
+	header(out, "pgbdr_listener_accept_failures_total", "counter",
+	       "accept() failures, such as out of file descriptors; accepting then pauses "
+	       "for 100 ms.");
+	for (int i = 0; i < 3; i++)
+		if (st[i])
+			listener_sample(out, "pgbdr_listener_accept_failures_total", names[i], NULL,
+					st[i]->accept_failures);
+}
+
 static void render_agent(const struct agent *a, struct evbuffer *out)
 {
 	header(out, "pgbdr_build_info", "gauge", "Always 1; the version is a label.");
@@ -236,6 +263,24 @@ static void render_etcd(const struct agent *a, struct evbuffer *out)
 			    (unsigned long long)st.acquired);
 }
 
+static void render_client_memory(const struct agent *a, struct evbuffer *out)
+{
+	const struct memory_budget *b = &a->client_memory;
+
+	header(out, "pgbdr_client_memory_bytes", "gauge",
+	       "Memory clients make the agent hold now: SPOP reassembly buffers and output "
+	       "queued to clients (SPOP and HTTP).");
+	evbuffer_add_printf(out, "pgbdr_client_memory_bytes %zu\n", b->held);
+	header(out, "pgbdr_client_memory_budget_bytes", "gauge",
+	       "The cap on pgbdr_client_memory_bytes; past it clients are shed.");
+	evbuffer_add_printf(out, "pgbdr_client_memory_budget_bytes %zu\n", b->limit);
+	header(out, "pgbdr_client_memory_shed_total", "counter",
+	       "Client connections shed (SPOP DISCONNECT 13, HTTP closed) to stay within the "
+	       "memory budget.");
+	evbuffer_add_printf(out, "pgbdr_client_memory_shed_total %llu\n",
+			    (unsigned long long)b->shed);
+}
+
 void metrics_render(const struct agent *a, struct evbuffer *out)
 {
 	render_agent(a, out);
@@ -244,6 +289,8 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 	render_node_gauges(a, out);
 	render_probe_histogram(a, out);
 	render_listeners(a, out);
+	render_accept(a, out);
 	render_etcd(a, out);
+	render_client_memory(a, out);
 	spop_server_render_metrics(a->spop, out);
 }

@@ -142,6 +142,12 @@ void judge_node_status(const char *status, struct node_facts *facts);
 void judge_bdr_peer_slots(int total, int down, const char *names, struct node_facts *facts);
 /* PGD peer_state_name and peer_target_state_name of the local node. */
 void judge_local_state(const char *state, const char *target, struct node_facts *facts);
+/*
+ * PGD node kind ("" when unknown; on 3.7/4 "subscriber-only" from the
+ * group's node_group_type): a subscriber-only node only receives
+ * changes, so it is read-only; a witness stores no data.
+ */
+void judge_node_kind(const char *kind, struct node_facts *facts);
 
 extern const struct probe_ops probe_bdr_ops;
 extern const struct probe_ops probe_pgd_ops;

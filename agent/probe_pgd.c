@@ -99,9 +99,17 @@ enum {
 	"   chr(30) ORDER BY p.node_name) FROM bdr.node_summary p WHERE p.node_id <> l.node_id)" \
 	" FROM (SELECT 1) one LEFT JOIN l ON true"
 
-/* PGD 5 names the kind of node; earlier versions have data nodes only. */
+/*
+ * PGD 5 names the kind of node. BDR 3.7 and PGD 4 have no node kinds,
+ * but a node in a group of type subscriber-only only receives changes:
+ * its group's node_group_type says so. The column is read by name
+ * through to_jsonb(), so a catalog without it reads as a data node.
+ */
 #define KIND_PGD5 "node_kind_name::text"
-#define KIND_NONE "NULL::text"
+#define KIND_GROUP_TYPE \
+	"(SELECT CASE WHEN to_jsonb(g) ->> 'node_group_type' = 'subscriber-only'" \
+	"   THEN 'subscriber-only' END FROM bdr.node_group g" \
+	"   WHERE g.node_group_name = local_node_summary.node_group_name LIMIT 1)"
 #define PEER_IS_DATA_PGD5 "COALESCE(p.node_kind_name::text, 'data') = 'data'"
 #define MONITOR_SQL "SELECT status::text, message::text FROM bdr.monitor_local_replslots()"
 #define MONITOR_NONE "SELECT NULL::text AS status, NULL::text AS message WHERE false"
@@ -134,7 +142,7 @@ static const char *raft_source(const struct conn_caps *caps)
 static const char *pgd_query(const struct conn_caps *caps, char *buf, size_t len)
 {
 	snprintf(buf, len, PGD_LOCAL PGD_SELECT,
-		 caps->pgd_has_node_kind ? KIND_PGD5 : KIND_NONE,
+		 caps->pgd_has_node_kind ? KIND_PGD5 : KIND_GROUP_TYPE,
 		 caps->pgd_has_decoder_slot ? "AND NOT is_decoder_slot" : "",
 		 caps->pgd_has_monitor ? MONITOR_SQL : MONITOR_NONE,
 		 raft_source(caps),
@@ -279,6 +287,14 @@ static void judge_peer_slots(const PGresult *res, struct node_facts *facts)
 	facts_add_impairment(facts, "%d of %d peers not streaming: %s", n, facts->peers_total, idle);
 }
 
+void judge_node_kind(const char *kind, struct node_facts *facts)
+{
+	if (strcmp(kind, "subscriber-only") == 0)
+		facts->read_only = true;
+	else if (strcmp(kind, "witness") == 0)
+		first_problem(facts, "witness node: it stores no data and takes no traffic");
+}
+
 static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 		      struct node_facts *facts)
 {
@@ -289,8 +305,7 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 		 pq_text(res, COL_LOCAL_NAME));
 	snprintf(facts->catalog_write_leader, sizeof(facts->catalog_write_leader), "%s",
 		 pq_text(res, COL_WRITE_LEAD));
-	facts->read_only = pq_bool(res, COL_READ_ONLY) ||
-			   strcmp(pq_text(res, COL_NODE_KIND), "subscriber-only") == 0;
+	facts->read_only = pq_bool(res, COL_READ_ONLY);
 	facts->peers_total = (int)pq_int64(res, COL_SLOTS);
 	probe_take_outgoing(res, COL_OUTGOING, facts);
 	probe_take_incoming(res, COL_INCOMING, facts);
@@ -301,8 +316,7 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 		return;
 	}
 	judge_local_state(pq_text(res, COL_STATE), pq_text(res, COL_TARGET_STATE), facts);
-	if (strcmp(pq_text(res, COL_NODE_KIND), "witness") == 0)
-		first_problem(facts, "witness node: it stores no data and takes no traffic");
+	judge_node_kind(pq_text(res, COL_NODE_KIND), facts);
 	judge_subscriptions(res, facts);
 	judge_slots_status(res, facts);
 	judge_raft(res, caps, facts);

@@ -8,8 +8,9 @@
  * enforces the limits and picks the variables.
  *
  * Memory: what clients can make the agent hold (reassembly buffers of
- * fragmented NOTIFYs, ACKs queued to clients that do not read) shares
- * one budget, SPOP_MEMORY_BUDGET. Past it, a new reassembly is refused
+ * fragmented NOTIFYs, ACKs queued to clients that do not read) counts
+ * against the agent's client memory budget (memory_budget.h), which
+ * HTTP output shares. Past it, a new reassembly is refused
  * with DISCONNECT 13 (resource allocation error) and a client that has
  * left a backlog unread is shed the same way, its backlog dropped. A
  * reassembly buffer is returned once its message is complete, and after
@@ -38,16 +39,6 @@
  * from it until its output drains.
  */
 #define OUTPUT_PAUSE_BYTES (256 * 1024)
-
-/* Reassembly buffers and unsent ACKs of all connections together. */
-#define SPOP_MEMORY_BUDGET ((size_t)32 << 20)
-
-/*
- * HAProxy keeps at most 20 frames in flight on a connection, a few KB of
- * ACKs: a client with this much unsent is not reading, and the first to
- * go when the budget is spent.
- */
-#define BACKLOG_SHED_BYTES (16 * 1024)
 
 /*
  * The kernel's share: a client that does not read would otherwise let
@@ -115,7 +106,7 @@ struct spop_conn {
 	bool peer_closed;         /* EOF seen: no FIN to wait for */
 	struct spop_reasm reasm;
 	uint8_t *reasm_buf;       /* allocated at a fragment, freed at the message's end */
-	struct evbuffer_cb_entry *output_watch; /* keeps server->queued_bytes */
+	struct evbuffer_cb_entry *output_watch; /* keeps the memory budget */
 	char peer[PEER_NAME_MAX];
 };
 
@@ -133,10 +124,7 @@ struct spop_server {
 	struct timeval linger;
 	struct spop_server_stats stats;
 
-	/* the memory budget: reassembly buffers and unsent output, in bytes */
-	size_t reasm_bytes;
-	size_t queued_bytes;
-	size_t held_peak;         /* since the last trim */
+	struct memory_budget *budget; /* the agent's, shared with HTTP */
 	int open_peak;            /* since the last trim */
 	struct event *trim_timer;
 };
@@ -155,27 +143,10 @@ static const struct logger *conn_log(const struct spop_conn *c)
 
 /* ---- the memory budget -------------------------------------------- */
 
-static size_t held_bytes(const struct spop_server *s)
+static void note_open(struct spop_server *s)
 {
-	return s->reasm_bytes + s->queued_bytes;
-}
-
-static void note_held(struct spop_server *s)
-{
-	if (held_bytes(s) > s->held_peak)
-		s->held_peak = held_bytes(s);
 	if (s->stats.open > s->open_peak)
 		s->open_peak = s->stats.open;
-}
-
-static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-			     void *arg)
-{
-	struct spop_server *s = arg;
-
-	s->queued_bytes += info->n_added;
-	s->queued_bytes -= info->n_deleted < s->queued_bytes ? info->n_deleted : s->queued_bytes;
-	note_held(s);
 }
 
 static void release_reasm_buffer(struct spop_conn *c)
@@ -184,7 +155,7 @@ static void release_reasm_buffer(struct spop_conn *c)
 		return;
 	free(c->reasm_buf);
 	c->reasm_buf = NULL;
-	c->server->reasm_bytes -= c->reasm.cap;
+	memory_budget_give(c->server->budget, c->reasm.cap);
 	spop_reasm_init(&c->reasm, NULL, 0);
 }
 
@@ -193,7 +164,8 @@ static void maybe_trim_later(struct spop_server *s)
 {
 	struct timeval tv = { .tv_sec = TRIM_DELAY_MS / 1000,
 			      .tv_usec = (TRIM_DELAY_MS % 1000) * 1000 };
-	bool memory_burst = s->held_peak >= TRIM_MIN_BYTES && held_bytes(s) < s->held_peak / 4;
+	bool memory_burst = s->budget->peak >= TRIM_MIN_BYTES &&
+			    s->budget->held < s->budget->peak / 4;
 	bool connection_burst = s->open_peak >= TRIM_MIN_CONNECTIONS &&
 				s->stats.open < s->open_peak / 4;
 
@@ -206,7 +178,7 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
 	struct spop_server *s = arg;
 
 	malloc_trim(0);
-	s->held_peak = held_bytes(s);
+	memory_budget_reset_peak(s->budget);
 	s->open_peak = s->stats.open;
 }
 
@@ -225,8 +197,7 @@ static void conn_free(struct spop_conn *c)
 	s->stats.open--;
 	if (c->output_watch) {
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_watch);
-		s->queued_bytes -= output_length(c) < s->queued_bytes ? output_length(c)
-								       : s->queued_bytes;
+		memory_budget_give(s->budget, output_length(c));
 	}
 	release_reasm_buffer(c);
 	bufferevent_free(c->bev);
@@ -504,13 +475,12 @@ static bool ensure_reasm_buffer(struct spop_conn *c, const struct spop_frame *f)
 	if (c->reasm_buf || cap == 0 || f->type != SPOP_FRAME_NOTIFY ||
 	    (f->flags & (SPOP_FLAG_FIN | SPOP_FLAG_ABORT)))
 		return true;
-	if (held_bytes(s) + cap > SPOP_MEMORY_BUDGET)
+	if (!memory_budget_fits(s->budget, cap))
 		return false;
 	c->reasm_buf = malloc(cap);
 	if (!c->reasm_buf)
 		return false;
-	s->reasm_bytes += cap;
-	note_held(s);
+	memory_budget_take(s->budget, cap);
 	spop_reasm_init(&c->reasm, c->reasm_buf, cap);
 	return true;
 }
@@ -521,6 +491,7 @@ static bool ensure_reasm_buffer(struct spop_conn *c, const struct spop_frame *f)
  */
 static void conn_shed(struct spop_conn *c)
 {
+	c->server->budget->shed++;
 	evbuffer_drain(bufferevent_get_output(c->bev), output_length(c));
 	release_reasm_buffer(c);
 	conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
@@ -534,7 +505,7 @@ static void conn_shed(struct spop_conn *c)
  */
 static bool within_budget(struct spop_conn *c)
 {
-	if (held_bytes(c->server) <= SPOP_MEMORY_BUDGET || output_length(c) < BACKLOG_SHED_BYTES)
+	if (!memory_budget_spent(c->server->budget) || output_length(c) < CLIENT_BACKLOG_SHED_BYTES)
 		return true;
 	conn_shed(c);
 	return false;
@@ -767,6 +738,7 @@ static void link_conn(struct spop_server *s, struct spop_conn *c)
 {
 	LIST_INSERT_HEAD(&s->conns, c, link);
 	s->stats.open++;
+	note_open(s);
 }
 
 /* Takes ownership of fd, closing it on failure. */
@@ -810,7 +782,8 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keep_intvl, sizeof(keep_intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keep_cnt, sizeof(keep_cnt));
 
-	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, s);
+	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), memory_budget_on_buffer,
+					  s->budget);
 	if (!c->output_watch) {
 		event_free(c->timer);
 		bufferevent_free(c->bev);
@@ -855,6 +828,7 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 		return NULL;
 	}
 	s->agent = a;
+	s->budget = &a->client_memory;
 	s->max_frame_size = (uint32_t)cfg->spoe_max_frame_size;
 	s->max_fragmented = cfg->spoe_max_fragmented > 0 ? (size_t)cfg->spoe_max_fragmented : 0;
 	s->capabilities = s->max_fragmented > 0 ? "pipelining,fragmentation" : "pipelining";
@@ -925,6 +899,11 @@ void spop_server_free(struct spop_server *s)
 	event_free(s->trim_timer);
 	free(s->scratch);
 	free(s);
+}
+
+const struct listener_stats *spop_server_listener_stats(const struct spop_server *s)
+{
+	return listener_stats(s->listener);
 }
 
 const struct spop_server_stats *spop_server_stats(const struct spop_server *s)

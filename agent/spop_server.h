@@ -13,6 +13,7 @@
 #include "units.h"
 
 struct spop_server;
+struct listener_stats;
 
 /* frames_in slots: types 0..3 (UNSET, HAPROXY-HELLO, -DISCONNECT, NOTIFY), then any other */
 #define SPOP_SERVER_FRAME_SLOTS 5
@@ -59,6 +60,8 @@ struct evbuffer;
 void spop_server_render_metrics(const struct spop_server *s, struct evbuffer *out);
 
 const struct spop_server_stats *spop_server_stats(const struct spop_server *s);
+/* The listener's own counters: fd reserve refusals, accept failures. */
+const struct listener_stats *spop_server_listener_stats(const struct spop_server *s);
 
 /* The bound port (useful when the config asked for port 0). */
 int spop_server_port(const struct spop_server *s);

@@ -16,6 +16,7 @@
 --   bdr.group_raft_details                     Raft leader per group
 --   bdr.monitor_local_replslots()              PGD's OK/WARNING/CRITICAL
 --   bdr.node_group_routing_summary (PGD 5)     the group's write leader
+--   bdr.node_group (3.7, 4)                    subscriber-only groups
 --   pg_is_in_recovery(), default_transaction_read_only: PUBLIC
 -- No superuser, no replication privilege, no write access.
 --
@@ -36,7 +37,7 @@ BEGIN
     GRANT USAGE ON SCHEMA bdr TO pgbdr_monitor;
     FOREACH rel IN ARRAY ARRAY['local_node_summary', 'node_summary', 'node_slots',
                                'subscription_summary', 'group_raft_details',
-                               'node_group_routing_summary'] LOOP
+                               'node_group_routing_summary', 'node_group'] LOOP
         IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                     WHERE n.nspname = 'bdr' AND c.relname = rel) THEN
             EXECUTE format('GRANT SELECT ON bdr.%I TO pgbdr_monitor', rel);

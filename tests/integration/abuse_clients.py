@@ -25,7 +25,8 @@ Modes ("reopen": true replaces each connection the agent closes):
   spop-flood  HELLO, then NOTIFY frames as fast as possible, never
               reading the ACKs
   http-flood  keep-alive GET requests as fast as possible, never
-              reading the replies
+              reading the replies ("path": what to GET, default
+              /node/NODE)
   spop-frag   HELLO, then a fragmented NOTIFY of "frag_bytes" (default
               1000000) whose last fragment never comes (everything the
               agent sends is read)
@@ -160,7 +161,8 @@ class Abuser:
                 [("pgbdr-status", [("node", "f" * cfg.get("frag_bytes", 1000000))])])
             cuts = list(range(16000, len(payload), 16000))
             self.frag_block = b"".join(self.sp.fragments(1, 1, payload, cuts)[:-1])
-        self.get_block = (f"GET /node/{self.node} HTTP/1.1\r\nHost: x\r\n\r\n" * 64).encode()
+        path = cfg.get("path", f"/node/{self.node}")
+        self.get_block = (f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n" * 64).encode()
 
     # -- connections -------------------------------------------------
     def open_one(self):

@@ -148,6 +148,43 @@ def test_inetd_reply_is_clean_despite_a_connect_warning(module_registry, warning
     assert len(body) == length and b"WARNING" not in r.stdout, r.stdout
 
 
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) \S")
+
+
+def test_daemon_log_keeps_its_format_despite_connect_warnings(module_registry, warning_db,
+                                                               module_password):
+    """The daemon half: every connection to the database gets the
+    collation WARNING, and the agent is made to reconnect again and
+    again. Its log holds only lines in its own format (timestamp LEVEL
+    text), and the warning shows up, at most once per 10 s per node."""
+    agent = Agent(module_registry, [
+        ("agent", dict(FAST_AGENT)),
+        ("node.n1", node_section(warning_db, module_password)),
+    ], name="agent-warning").start()
+    try:
+        agent.wait_state("n1", "ready", 10)
+        t0 = time.monotonic()
+        kicked = 0
+        while time.monotonic() - t0 < 8:
+            kicked += warning_db.scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = 'app' AND usename = 'pgbdr_monitor'")
+            time.sleep(0.4)
+        agent.wait_state("n1", "ready", 10)
+        elapsed = time.monotonic() - t0
+    finally:
+        agent.stop()
+    log = agent.log()
+    assert kicked >= 5, (kicked, log[-3000:])
+    assert log.count("INFO node n1: PostgreSQL") >= 5, log[-3000:]  # it did reconnect
+    bad = [line for line in log.splitlines() if not LOG_LINE.match(line)]
+    assert not bad, bad[:10]
+    warned = [line for line in log.splitlines() if "collation version" in line]
+    assert warned, log[-3000:]
+    assert all("node n1: server notice: WARNING" in line for line in warned), warned
+    assert len(warned) <= elapsed // 10 + 2, warned
+
+
 def test_inetd_config_error_is_a_503_that_says_why(module_registry):
     path = write_config(module_registry, "[postgresql]\nhost=localhost\n[agent]\n"
                         "interval = banana\n", "inetd-bad")

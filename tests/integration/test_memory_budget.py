@@ -1,13 +1,16 @@
 """
-The SPOP memory budget (README, "Memory"): reassembly buffers and ACKs
-queued to clients that do not read share one cap, so that at the
-default settings
+The client memory budget (README, "Memory"): SPOP reassembly buffers,
+ACKs and HTTP replies queued to clients that do not read share one cap,
+so that at the default settings
 
-- 1000 SPOP clients, each with a 1 MB fragmented NOTIFY in flight, and
-- 600 SPOP clients that never read their ACKs
+- 1000 SPOP clients, each with a 1 MB fragmented NOTIFY in flight,
+- 600 SPOP clients that never read their ACKs, and
+- 2000 HTTP clients pipelining /metrics requests, never reading the
+  replies
 
 keep the agent's RSS under RSS_BUDGET_KB, the clients over the budget
-are shed with DISCONNECT 13 (resource allocation error), well-behaved
+are shed with DISCONNECT 13 (resource allocation error) or, for HTTP,
+closed with their backlog dropped, well-behaved
 clients keep their p99 (measure() of test_client_abuse) under 10 ms on
 a quiet machine, and the memory a burst took goes back once it is over.
 
@@ -38,6 +41,12 @@ from test_client_abuse import measure
 # The documented worst case of SPOP client memory (32 MB) plus the
 # agent's own footprint with 1600 connections open.
 RSS_BUDGET_KB = 64 * 1024
+# HTTP replies are larger and built piece by piece: the allocator's share
+# of the same 32 MB is larger too (README, "Memory"). Without the budget,
+# 2000 clients that do not read make the agent hold 2000 x 64 kB = 128 MB
+# of replies, plus the allocator's share.
+HTTP_CLIENTS = 2000
+HTTP_RSS_BUDGET_KB = 160 * 1024
 # What a burst may leave held once it is over.
 RETURN_SLACK_KB = 8 * 1024
 CLIENT_TIMEOUT = 30.0   # the abusers' connections stay for the whole measure
@@ -85,7 +94,7 @@ def assert_p99_near(result, baseline, label):
             f"(baseline {baseline[kind]}); all: {result}")
 
 
-def run_abuse(module_registry, agent, mode, count, until_held_kb):
+def run_abuse(module_registry, agent, mode, count, until_held_kb, port=None, **opts):
     """Measure the well-behaved clients alone, then start `count`
     abusers, wait until the agent holds what they make it hold, and
     measure again; returns (baseline, result, abusers' report, RSS
@@ -93,7 +102,8 @@ def run_abuse(module_registry, agent, mode, count, until_held_kb):
     stats = ProcStats(agent.pid)
     baseline = measure(agent, label=f"baseline {mode}")
     before = settle_rss(stats)
-    abusers = AbuseClients(module_registry, mode, agent.spoe_port, count, node="x").start(120)
+    abusers = AbuseClients(module_registry, mode, port or agent.spoe_port, count, node="x",
+                           **opts).start(120)
     peak = stats.rss_kb()
     try:
         deadline = time.monotonic() + 20
@@ -140,6 +150,37 @@ def test_non_reading_clients_within_budget_and_memory_returned(module_registry, 
                  desc=f"RSS back under {before + RETURN_SLACK_KB} kB (was {peak} kB at peak)")
 
 
+def metric(agent, name):
+    for line in agent.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.mark.slow
+def test_non_reading_http_clients_within_budget(module_registry, agent):
+    """HTTP_CLIENTS clients pipeline requests for /metrics (the largest
+    reply, 8 kB here) and never read them: without the budget each may
+    make the agent queue 64 kB (128 MB in all); with it the agent sheds
+    the largest backlogs, stays under HTTP_RSS_BUDGET_KB, and still
+    answers the well-behaved clients."""
+    path = "/metrics"
+    shed_before = metric(agent, "pgbdr_client_memory_shed_total")
+    baseline, result, rep, before, peak = run_abuse(module_registry, agent, "http-flood",
+                                                    HTTP_CLIENTS, until_held_kb=24 * 1024,
+                                                    port=agent.port, path=path)
+    report({"budget": f"http-flood {path}", "rss_before_kb": before, "rss_peak_kb": peak})
+    assert rep["opened"] >= HTTP_CLIENTS - 10, rep["n_errors"]
+    shed = metric(agent, "pgbdr_client_memory_shed_total") - shed_before
+    assert shed >= 50, f"only {shed} clients shed; closed: {len(rep['closed'])}"
+    if not binary_uses_asan():
+        assert peak < HTTP_RSS_BUDGET_KB, f"peak RSS {peak} kB, before {before} kB"
+    assert_p99_near(result, baseline, f"{HTTP_CLIENTS} HTTP clients not reading {path}")
+    assert agent.get(path).status == 200
+    wait_for(lambda: metric(agent, "pgbdr_client_memory_bytes") < 1024 * 1024, 10, 0.2,
+             desc="the budget given back once the clients are gone")
+
+
 def test_fd_reserve_keeps_probes_working(module_registry, module_password):
     """With the open files limit low and clients holding every descriptor
     they can get, a node's poller still reconnects: the listeners refuse
@@ -174,3 +215,6 @@ def test_fd_reserve_keeps_probes_working(module_registry, module_password):
         for s in held:
             s.close()
     a.wait_state("x", "ready", 5)
+    refused = [line for line in a.get("/metrics").text.splitlines()
+               if line.startswith('pgbdr_listener_fd_reserve_refused_total{listener="http"} ')]
+    assert refused and float(refused[0].split()[1]) > 0, refused

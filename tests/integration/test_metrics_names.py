@@ -55,6 +55,25 @@ def test_promtool_accepts_metrics(agent):
         (r.stdout, r.stderr)
 
 
+def test_accept_refusals_and_failures_are_exported(agent):
+    """Per listener: clients refused within the pollers' file descriptor
+    reserve, and accept() failures; both counters, accepted by promtool.
+    (test_memory_budget.py's fd reserve test sees the first one count.)"""
+    text = agent.get("/metrics").text
+    fams = families(text)
+    for name in ("pgbdr_listener_fd_reserve_refused_total",
+                 "pgbdr_listener_accept_failures_total"):
+        fam = fams[name[:-len("_total")]]
+        assert fam.type == "counter", fam
+        assert {s.labels["listener"] for s in fam.samples} == {"http", "agent-check", "spop"}
+        assert all(s.value == 0 for s in fam.samples), fam.samples
+    assert PROMTOOL, "promtool missing (Debian package prometheus)"
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", \
+        (r.stdout, r.stderr)
+
+
 def test_metric_conventions(agent):
     text = agent.get("/metrics").text
     fams = families(text)

@@ -19,6 +19,7 @@ node's catalog does not hold, so here it is unknown.
 
 import os
 import re
+import time
 
 import pytest
 
@@ -176,6 +177,12 @@ CASES = [
                   None)], "down", r"witness node", ("pgd5",)),
     ("subscriber-only", [("UPDATE bdr.emulation_nodes SET node_kind_name = 'subscriber-only'"
                           " WHERE is_local", None)], "down", r"read-only", ("pgd5",)),
+    # 3.7 and 4: no node kinds; the group's node_group_type says subscriber-only
+    ("subscriber-only-group", [("INSERT INTO bdr.emulation_group_types"
+                                " VALUES (%s, 'subscriber-only')", (GROUP,))],
+     "down", r"read-only", ("pgd37", "pgd4")),
+    ("data-group", [("INSERT INTO bdr.emulation_group_types VALUES (%s, 'data')", (GROUP,))],
+     "ready", None, ("pgd37", "pgd4")),
 ]
 
 
@@ -253,6 +260,44 @@ def test_impairments_add_up(pg, agent, version):
     n = agent.wait_state(version, "degraded", 5, reason_re=r"CRITICAL.*;.*" + PEERS[1])
     assert n["weight"] > 0, n
 
+
+
+def test_subscriber_only_is_never_writable_nor_elected(module_registry, pg, module_password):
+    """BDR 3.7 / PGD 4: with read_only = ready, a node in a subscriber-only
+    group still serves reads, but it is read-only: /write never says 200
+    for it and the election passes it over, even at the best priority.
+    Both subscriber-only: no write leader at all."""
+    dbs = ("pgd37", "pgd4")
+    sections = [("agent", dict(FAST_AGENT, leader_return_delay="0s", leader_handover="0s")),
+                ("policy", {"read_only": "ready", "raft_grace": "1s"})]
+    sections += [(f"node.{db}", node_section(pg, module_password, dbname=db, flavor=None,
+                                             priority=10 * (i + 1)))
+                 for i, db in enumerate(dbs)]
+    a = Agent(module_registry, sections, name="agent-pgd-so").start()
+    try:
+        for db in dbs:
+            setup_healthy(pg, db)
+            a.wait_state(db, "ready", 10)
+        wait_for(lambda: a.status_json()["write_node"] == "pgd37", 10, desc="pgd37 leads")
+        pg.sql("INSERT INTO bdr.emulation_group_types VALUES (%s, 'subscriber-only')", (GROUP,),
+               dbname="pgd37")
+        wait_for(lambda: a.status_json()["write_node"] == "pgd4", 10,
+                 desc="pgd4 leads once pgd37 is subscriber-only")
+        for _ in range(10):
+            st = a.status_json()
+            so = next(n for n in st["nodes"] if n["name"] == "pgd37")
+            assert so["state"] == "ready" and so["read_only"] and not so["write_leader"], so
+            assert st["write_node"] == "pgd4", st
+            assert a.get("/node/pgd37").status == 200
+            time.sleep(0.2)
+        pg.sql("INSERT INTO bdr.emulation_group_types VALUES (%s, 'subscriber-only')", (GROUP,),
+               dbname="pgd4")
+        wait_for(lambda: a.status_json()["write_node"] is None, 10, desc="no write leader")
+        assert not any(n["write_leader"] for n in a.status_json()["nodes"])
+    finally:
+        a.stop()
+        for db in dbs:
+            setup_healthy(pg, db)
 
 # --------------------------------------------------------------------------
 # The cluster view from the catalog: the classic [postgresql] section on a

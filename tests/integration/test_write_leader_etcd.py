@@ -59,17 +59,17 @@ def classic(pg, db, password):
                            ("user", "pgbdr_monitor"), ("password", password)])
 
 
-def etcd_section(etcd, cluster):
-    return ("etcd", {"endpoints": etcd.url, "cluster": cluster, "ttl": f"{int(TTL)}s"})
+def etcd_section(etcd, cluster, ttl=TTL):
+    return ("etcd", {"endpoints": etcd.url, "cluster": cluster, "ttl": f"{int(ttl)}s"})
 
 
-def start_node_agent(registry, pg, password, etcd, name, cluster="pernode"):
+def start_node_agent(registry, pg, password, etcd, name, cluster="pernode", ttl=TTL):
     maint = os.path.join(registry.mkdtemp(f"maint-{name}"), "maintenance")
     agent_port = free_port()
     a = Agent(registry, [classic(pg, name, password),
                          ("agent", dict(AGENT, agent_listen=f"127.0.0.1:{agent_port}",
                                         maintenance_file=maint)),
-                         etcd_section(etcd, cluster)], name=f"agent-{name}")
+                         etcd_section(etcd, cluster, ttl)], name=f"agent-{name}-{cluster}")
     a.agent_port, a.maintenance_file, a.node_name = agent_port, maint, name
     return a.start()
 
@@ -260,6 +260,60 @@ def test_per_node_agents_never_two_leaders(pg, pernode, etcd, module_registry,
     assert frozen and not any(frozen), sampler.text()
     agents[back].start()
     agents[back].wait_state(back, "ready", 10)
+
+
+def test_sigterm_revokes_the_lease_and_the_other_takes_over_before_ttl(
+        module_registry, pg, etcd, module_password, record_property):
+    """A leading agent stopped with SIGTERM revokes its lease: the key is
+    gone from etcd at once, and the other agent leads long before the
+    lease could have lapsed (ttl 20 s here), on a key of its own."""
+    ttl = 20.0
+    settle = ttl / 2 + HANDOVER
+    key = "/pgbdr-agent/sigterm/leader"
+    agents = {n: start_node_agent(module_registry, pg, module_password, etcd, n,
+                                  cluster="sigterm", ttl=ttl) for n in NODES}
+    try:
+        for n, a in agents.items():
+            a.wait_state(n, "ready", 10)
+        leader = wait_one_leader(agents, settle + 15)
+        other = next(n for n in NODES if n != leader)
+        assert etcd.get_key(key)[0] == leader
+        sampler = Sampler(agents, []).start()
+        try:
+            time.sleep(1)
+            sampler.mark(f"agent {leader} stopped")
+            t_term = time.monotonic()
+            agents[leader].proc.send_signal(signal.SIGTERM)
+            agents[leader].proc.wait(10)
+            exited = time.monotonic() - t_term
+            gone = etcd.get_key(key)
+            key_gone = time.monotonic() - t_term
+            wait_for(lambda: writes(agents[other]), settle + 10, interval=0.1,
+                     desc=f"{other} takes over")
+            took = time.monotonic() - t_term
+            sampler.mark(f"{other} leads")
+            time.sleep(1)
+        finally:
+            sampler.stop()
+        record_property("takeover_after_sigterm_s", round(took, 2))
+        print(f"\nSIGTERM: agent exited in {exited:.2f}s, {other} leads after {took:.2f}s "
+              f"(ttl {ttl}s, settle {settle}s)")
+        assert agents[leader].proc.returncode == 0
+        # the revoke waits at most about a second
+        assert exited < 5, exited
+        # without a revoke the key outlives the agent by at least 2/3 ttl
+        assert gone is None or gone[0] == other, (gone, key_gone)
+        # without a revoke: at least 2/3 ttl + settle; with it: a poll + settle
+        assert took < ttl * 2 / 3 + settle - 3, (took, sampler.text())
+        assert not sampler.errors, sampler.errors
+        assert len(sampler.samples) > 30, sampler.text()
+        for t, phase, leaders, _ in sampler.samples:
+            assert len(leaders) <= 1, f"two leaders at t={t}\n{sampler.text()}"
+        assert agents[leader].log().count("revoked the lease") == 1, \
+            agents[leader].log()[-3000:]
+    finally:
+        for a in agents.values():
+            a.stop()
 
 
 def session_alive(conn):

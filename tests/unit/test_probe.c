@@ -214,6 +214,38 @@ static void test_judge_local_state(void **state)
 	}
 }
 
+/* ==== PGD: node kind (PGD 5 node_kind_name; 3.7/4 the group's node_group_type) ==== */
+
+struct pgd_kind_case {
+	const char *kind;
+	bool healthy;
+	bool read_only;
+	const char *problem;
+};
+
+static const struct pgd_kind_case pgd_kind_cases[] = {
+	{ "data", true, false, "" },
+	{ "", true, false, "" },                 /* 3.7/4 in a global or data group */
+	{ "subscriber-only", true, true, "" },   /* never writable, never elected */
+	{ "standby", true, false, "" },          /* judged by its join state */
+	{ "witness", false, false, "witness node: it stores no data and takes no traffic" },
+};
+
+static void test_judge_node_kind(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(pgd_kind_cases); i++) {
+		const struct pgd_kind_case *c = &pgd_kind_cases[i];
+		struct node_facts f = { .healthy = true };
+
+		judge_node_kind(c->kind, &f);
+		if (f.healthy != c->healthy || f.read_only != c->read_only ||
+		    strcmp(f.problem, c->problem) != 0)
+			fail_msg("%s: healthy %d ro %d \"%s\"", c->kind, f.healthy, f.read_only,
+				 f.problem);
+	}
+}
+
 /* ==== pglogical: show_subscription_status() and pglogical_output slots ==== */
 
 /*
@@ -470,6 +502,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_judge_node_status),
 		cmocka_unit_test(test_bdr_rows),
+		cmocka_unit_test(test_judge_node_kind),
 		cmocka_unit_test(test_judge_local_state),
 		cmocka_unit_test(test_pglogical_rows),
 		cmocka_unit_test(test_lag_from_peers),
