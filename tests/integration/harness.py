@@ -590,6 +590,25 @@ class PgServer:
 # HTTP client (raw sockets: we need to see exactly what the agent sends)
 # --------------------------------------------------------------------------
 
+
+def bdr_emulation_reset(pg, name, nodes):
+    """Node `name` of the BDR 1 emulation (fixtures/bdr1_emulation.sql),
+    ready, with the other `nodes` as its peers."""
+    pg.sql("SELECT bdr.emulation_setup(%s, VARIADIC %s)",
+           (name, [p for p in nodes if p != name]), dbname=name)
+
+
+def bdr_emulation_server(registry, label, nodes, password):
+    """One PostgreSQL server with a database per emulated BDR node, each
+    ready and granted to the monitoring role."""
+    pg = PgServer(registry, label, pglogical=False).init().start()
+    for name in nodes:
+        pg.create_database(name)
+        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname=name)
+        bdr_emulation_reset(pg, name, nodes)
+        pg.apply_grants("bdr", dbname=name, password=password)
+    return pg
+
 class HttpReply:
     def __init__(self, status, reason, version, headers, body, raw_head):
         self.status = status

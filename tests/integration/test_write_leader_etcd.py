@@ -22,8 +22,8 @@ import pytest
 
 from agentcheck_helpers import accepting, agent_check, servers
 from etcd_harness import Etcd
-from harness import (FIXTURES_DIR, HAPROXY_EXAMPLES, Agent, HAProxy, PgServer, free_port,
-                     wait_for)
+from harness import (HAPROXY_EXAMPLES, Agent, HAProxy, bdr_emulation_reset, bdr_emulation_server,
+                     free_port, wait_for)
 
 NODES = ("node1", "node2")
 WRITE = "pg_write"
@@ -39,19 +39,12 @@ def q(pg, db, sql, params=None):
 
 
 def reset_node(pg, name):
-    q(pg, name, "SELECT bdr.emulation_setup(%s, VARIADIC %s)",
-      (name, [p for p in NODES if p != name]))
+    bdr_emulation_reset(pg, name, NODES)
 
 
 @pytest.fixture(scope="module")
 def pg(module_registry, module_password):
-    pg = PgServer(module_registry, "etcdlead", pglogical=False).init().start()
-    for name in NODES:
-        pg.create_database(name)
-        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname=name)
-        reset_node(pg, name)
-        pg.apply_grants("bdr", dbname=name, password=module_password)
-    return pg
+    return bdr_emulation_server(module_registry, "etcdlead", NODES, module_password)
 
 
 def classic(pg, db, password):

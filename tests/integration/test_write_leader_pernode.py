@@ -12,13 +12,13 @@ few intervals, and again after the other agent restarts.
 Also: an agent that watches one node with no peer list does not name
 itself leader unless leader_without_peers says it may."""
 
-import os
 import time
 
 import pytest
 
 from agentcheck_helpers import agent_check
-from harness import FAST_AGENT, FIXTURES_DIR, Agent, PgServer, free_port, node_section, wait_for
+from harness import (FAST_AGENT, Agent, bdr_emulation_reset, bdr_emulation_server, free_port,
+                     node_section, wait_for)
 
 NODES = ("node1", "node2")
 RETURN_DELAY = 3.0
@@ -33,19 +33,12 @@ def q(pg, db, sql, params=None):
 
 
 def reset_node(pg, name):
-    q(pg, name, "SELECT bdr.emulation_setup(%s, VARIADIC %s)",
-      (name, [p for p in NODES if p != name]))
+    bdr_emulation_reset(pg, name, NODES)
 
 
 @pytest.fixture(scope="module")
 def pg(module_registry, module_password):
-    pg = PgServer(module_registry, "pernode", pglogical=False).init().start()
-    for name in NODES:
-        pg.create_database(name)
-        pg.run_file(os.path.join(FIXTURES_DIR, "bdr1_emulation.sql"), dbname=name)
-        reset_node(pg, name)
-        pg.apply_grants("bdr", dbname=name, password=module_password)
-    return pg
+    return bdr_emulation_server(module_registry, "pernode", NODES, module_password)
 
 
 def start_agent(registry, pg, password, name):
