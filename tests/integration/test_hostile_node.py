@@ -177,8 +177,11 @@ def test_hostile_mode(agent, fake, module_password, ports, mode):
             "bound_ms": round(bound * 1000, 1),
             "live_samples": len(prober.samples), "peak_rss_kb": rss.peak_kb,
             "log_bytes_per_minute": int(log_growth * 60 / elapsed), "reason": stored})
-    assert live < bound, (f"/live p99 {live * 1000:.1f} ms over {bound * 1000:.1f} ms: "
-                          f"{prober.summary(LIVE_P99_MAX)}")
+    if not binary_uses_asan():
+        # latency, like RSS, is judged in the plain build's run of this suite
+        assert live < bound, (f"/live p99 {live * 1000:.1f} ms over {bound * 1000:.1f} ms: "
+                              f"{prober.summary(LIVE_P99_MAX)}")
+    assert prober.samples, "/live never answered during the attack"
     assert rss.samples > 50
     if not binary_uses_asan():
         assert rss.peak_kb < RSS_MAX_KB, f"peak RSS {rss.peak_kb} kB"

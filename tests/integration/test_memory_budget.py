@@ -87,6 +87,13 @@ def settle_rss(stats, seconds=1.0):
 
 
 def assert_p99_near(result, baseline, label):
+    if binary_uses_asan():
+        # a sanitizer slows every request several times over: latency is
+        # judged in the plain build's run of this suite, like RSS; the good
+        # clients must still have been answered
+        for kind in ("http", "agent-check", "spop"):
+            assert result[kind]["n"] > 0, f"{label}: no {kind} answer; all: {result}"
+        return
     for kind in ("http", "agent-check", "spop"):
         bound = P99_QUIET * 1000 + LOAD_FACTOR * baseline[kind]["p99_ms"]
         assert result[kind]["p99_ms"] <= bound, (
