@@ -109,14 +109,12 @@ def _brief(row):
     return {k: row.get(k) for k in keys}
 
 
-class StatSampler:
-    """Samples `show stat` for one backend every `period` seconds in a
-    thread. Each sample: (t, phase, {svname: status}), t in seconds since
-    start(). Call mark(phase) to label the samples that follow."""
+class PhasedSampler:
+    """Calls sample() every `period` seconds in a thread, labelling what it
+    records with the current phase; mark(phase) labels what follows.
+    Subclasses append to self.samples; errors go to self.errors."""
 
-    def __init__(self, haproxy, backend, period=0.1):
-        self.haproxy = haproxy
-        self.backend = backend
+    def __init__(self, period=0.1):
         self.period = period
         self.samples = []
         self.errors = []
@@ -132,14 +130,17 @@ class StatSampler:
     def mark(self, phase):
         self.phase = phase
 
+    def elapsed(self):
+        return round(time.monotonic() - self.t0, 3)
+
+    def sample(self):
+        raise NotImplementedError
+
     def _run(self):
         next_at = time.monotonic()
         while not self._stop.is_set():
-            phase = self.phase
             try:
-                rows = servers(self.haproxy, self.backend)
-                self.samples.append((round(time.monotonic() - self.t0, 3), phase,
-                                     {k: v["status"] for k, v in rows.items()}))
+                self.sample()
             except Exception as e:  # noqa: BLE001 - reported by the test
                 self.errors.append(repr(e))
             next_at += self.period
@@ -148,6 +149,22 @@ class StatSampler:
     def stop(self):
         self._stop.set()
         self._thread.join(5)
+
+
+class StatSampler(PhasedSampler):
+    """Samples `show stat` for one backend every `period` seconds in a
+    thread. Each sample: (t, phase, {svname: status}), t in seconds since
+    start(). Call mark(phase) to label the samples that follow."""
+
+    def __init__(self, haproxy, backend, period=0.1):
+        super().__init__(period)
+        self.haproxy = haproxy
+        self.backend = backend
+
+    def sample(self):
+        phase = self.phase
+        rows = servers(self.haproxy, self.backend)
+        self.samples.append((self.elapsed(), phase, {k: v["status"] for k, v in rows.items()}))
 
     @staticmethod
     def up_servers(statuses):

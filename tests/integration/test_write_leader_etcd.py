@@ -20,7 +20,7 @@ import time
 import psycopg2
 import pytest
 
-from agentcheck_helpers import accepting, agent_check, servers
+from agentcheck_helpers import PhasedSampler, accepting, agent_check, servers
 from etcd_harness import Etcd
 from harness import (HAPROXY_EXAMPLES, Agent, HAProxy, bdr_emulation_reset, bdr_emulation_server,
                      free_port, wait_for)
@@ -99,41 +99,24 @@ def up_writers(haproxy):
     return sorted(n for n, row in servers(haproxy, WRITE).items() if accepting(row))
 
 
-class Sampler:
+class Sampler(PhasedSampler):
     """Every 100 ms: which agents say /write 200 and which write servers
     each HAProxy has UP. Records (t, phase, agent leaders, HAProxy UP)."""
 
     def __init__(self, agents, haproxies):
+        super().__init__(0.1)
         self.agents, self.haproxies = agents, haproxies
-        self.samples, self.errors = [], []
-        self.phase = "start"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self):
-        self.t0 = time.monotonic()
-        self._thread.start()
-        return self
-
-    def mark(self, phase):
-        self.phase = phase
-
-    def _run(self):
-        while not self._stop.is_set():
-            t = round(time.monotonic() - self.t0, 2)
-            leaders = sorted(name for name, a in self.agents.items() if writes(a))
-            ups = set()
-            for h in self.haproxies:
-                try:
-                    ups.update(up_writers(h))
-                except Exception as e:  # noqa: BLE001 - reported by the test
-                    self.errors.append(repr(e))
-            self.samples.append((t, self.phase, leaders, sorted(ups)))
-            self._stop.wait(0.1)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
+    def sample(self):
+        t, phase = round(self.elapsed(), 2), self.phase
+        leaders = sorted(name for name, a in self.agents.items() if writes(a))
+        ups = set()
+        for h in self.haproxies:
+            try:
+                ups.update(up_writers(h))
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(e))
+        self.samples.append((t, phase, leaders, sorted(ups)))
 
     def text(self):
         return "\n".join(f"{t:7.2f} {p:<24} agents={','.join(l) or '-':<12} "
