@@ -50,6 +50,10 @@ def agent(module_registry, pgs, module_password):
     for name in NODES:
         a.wait_state(name, "ready", 15)
     wait_for(lambda: a.node("node1")["write_leader"], 15, desc="node1 leads")
+    # A node's lag is read from its peers' slots, so it is known only once
+    # every peer has been probed; the header tests compare against it.
+    wait_for(lambda: all(a.node(n)["lag_bytes"] is not None for n in NODES), 15,
+             desc="every node's lag is known")
     return a
 
 
