@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ask.h"
 #include "clock.h"
 #include "etcd.h"
 #include "evaluate.h"
@@ -778,22 +779,12 @@ const char *agent_write_leader(const struct agent *a)
 
 bool agent_write_verdict(const struct agent *a, const struct node *n, char *why, size_t len)
 {
-	const struct node_status *st = &n->status;
-	const char *leader = agent_write_leader(a);
+	struct answer ans;
 
-	if (st->write_leader && state_is_serving(st->state))
-		return true;
-	if (!why)
-		return false;
-	if (!state_is_serving(st->state))
-		snprintf(why, len, "not the write leader: %s",
-			 st->reason[0] ? st->reason : state_name(st->state));
-	else if (!leader[0] && strcmp(a->no_leader_reason, "none yet") != 0)
-		snprintf(why, len, "not the write leader (leader: none: %s)", a->no_leader_reason);
-	else
-		snprintf(why, len, "not the write leader (leader: %s)",
-			 leader[0] ? leader : "none yet");
-	return false;
+	ask_node(a, n, DUTY_WRITE, NULL, &ans);
+	if (why && !ans.pass)
+		snprintf(why, len, "%s", ans.reason);
+	return ans.pass;
 }
 
 static bool less_lagged(const struct node *a, const struct node *b)

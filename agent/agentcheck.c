@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "agentcheck.h"
+#include "ask.h"
 #include "listener.h"
 #include "scrub.h"
 #include "units.h"
@@ -42,11 +43,30 @@ struct agentcheck_conn {
 
 struct request {
 	char node[NODE_NAME_MAX];
-	bool write;
+	enum duty duty;
+	bool duty_given;
+	struct answer_limits limits;
 	bool bad;
 };
 
-/* "NAME [write]", words split by spaces, tabs or commas as HAProxy does. */
+/* One word after the node: a duty, once, or a limit ("lag=16MB"). */
+static bool parse_word(char *word, struct request *req)
+{
+	char *eq = strchr(word, '=');
+	enum duty duty;
+
+	if (eq) {
+		*eq = '\0';
+		return answer_limit_parse(word, eq + 1, &req->limits) == 0;
+	}
+	if (req->duty_given || duty_from_name(word, &duty) != 0)
+		return false;
+	req->duty = duty;
+	req->duty_given = true;
+	return true;
+}
+
+/* "NAME [DUTY] [lag=SIZE] [lag_time=DURATION]", split as HAProxy splits words. */
 static void parse_request(const char *line, struct request *req)
 {
 	char copy[REQUEST_MAX + 1];
@@ -55,14 +75,14 @@ static void parse_request(const char *line, struct request *req)
 	int n = 0;
 
 	memset(req, 0, sizeof(*req));
+	req->duty = DUTY_ANY;
+	req->limits = ANSWER_NO_LIMITS;
 	snprintf(copy, sizeof(copy), "%s", line);
 	for (word = strtok_r(copy, " \t,\r\n", &save); word;
 	     word = strtok_r(NULL, " \t,\r\n", &save), n++) {
 		if (n == 0)
 			snprintf(req->node, sizeof(req->node), "%s", word);
-		else if (n == 1 && strcasecmp(word, "write") == 0)
-			req->write = true;
-		else
+		else if (!parse_word(word, req))
 			req->bad = true;
 	}
 }
@@ -76,41 +96,31 @@ static void format_down(char *buf, size_t len, const char *reason)
 			*p = ' ';
 }
 
-/* The write role is binary: up for the leader, down for everyone else. */
-static void format_write(const struct agent *a, const struct node *n, char *buf, size_t len)
+/*
+ * The answer as HAProxy's words: up at its weight, a drain for
+ * maintenance (never for the write role, which answer.c never
+ * drains), else down with the failed condition.
+ */
+static void format_answer(const struct answer *ans, char *buf, size_t len)
 {
-	char why[REASON_MAX];
-
-	if (agent_write_verdict(a, n, why, sizeof(why)))
-		snprintf(buf, len, "up ready 100%%\n");
-	else
-		format_down(buf, len, why);
-}
-
-static void format_node(const struct agent *a, const struct node *n, bool write,
-			char *buf, size_t len)
-{
-	const struct node_status *st = &n->status;
-
-	if (write)
-		format_write(a, n, buf, len);
-	else if (st->state == STATE_DRAINING)
+	if (ans->pass)
+		snprintf(buf, len, "up ready %d%%\n", ans->weight);
+	else if (ans->drain)
 		snprintf(buf, len, "up drain\n");
-	else if (!state_is_serving(st->state))
-		format_down(buf, len, st->reason[0] ? st->reason : "down");
 	else
-		snprintf(buf, len, "up ready %d%%\n", st->weight);
+		format_down(buf, len, ans->reason[0] ? ans->reason : "down");
 }
 
 void agentcheck_format_reply(const struct agent *a, const char *request,
 			     char *buf, size_t len)
 {
 	struct request req;
+	struct answer ans;
 	const struct node *n;
 
 	parse_request(request, &req);
 	if (req.bad) {
-		format_down(buf, len, "bad request: expected NODE [write]");
+		format_down(buf, len, "bad request: expected NODE [DUTY] [lag=SIZE] [lag_time=DURATION]");
 		return;
 	}
 	n = req.node[0] ? agent_find_node(a, req.node) : agent_default_node(a);
@@ -124,7 +134,8 @@ void agentcheck_format_reply(const struct agent *a, const char *request,
 		format_down(buf, len, reason);
 		return;
 	}
-	format_node(a, n, req.write, buf, len);
+	ask_node(a, n, req.duty, &req.limits, &ans);
+	format_answer(&ans, buf, len);
 }
 
 static void conn_free(struct agentcheck_conn *c)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "evaluate.h"
+#include "ask.h"
 #include "http.h"
 #include "metrics.h"
 #include "render.h"
@@ -32,73 +32,54 @@ static void reply_text(struct http_reply *r, int code, const char *reason, const
 }
 
 /*
- * ?lag=SIZE, the only parameter: -1 when absent, -2 when malformed.
+ * ?lag=SIZE and ?lag_time=DURATION tighten the answer for one request.
  * Other parameters are ignored so that cache-busters do no harm.
+ * Returns the name of a malformed limit, else NULL.
  */
-static int64_t lag_limit_from_query(const char *query)
+static const char *limits_from_query(const char *query, struct answer_limits *limits)
 {
+	static const char *const keys[] = { "lag", "lag_time" };
 	struct evkeyvalq params = { 0 };
-	const char *value;
-	int64_t limit = -1;
+	const char *bad = NULL;
 
+	*limits = ANSWER_NO_LIMITS;
 	if (!query || !query[0])
-		return -1;
+		return NULL;
 	if (evhttp_parse_query_str(query, &params) != 0)
-		return -2;
-	value = evhttp_find_header(&params, "lag");
-	if (value && parse_size(value, &limit) != 0)
-		limit = -2;
-	evhttp_clear_headers(&params);
-	return limit;
-}
+		return "query";
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !bad; i++) {
+		const char *value = evhttp_find_header(&params, keys[i]);
 
-/* What a request asks of a node: take traffic, take writes, serve reads. */
-enum duty {
-	DUTY_SERVE,
-	DUTY_WRITE,
-	DUTY_READ,
-};
-
-static bool node_fit_for(const struct agent *a, const struct node *n, enum duty duty)
-{
-	switch (duty) {
-	case DUTY_WRITE:
-		return agent_write_verdict(a, n, NULL, 0);
-	case DUTY_READ:
-		return n->readable;
-	case DUTY_SERVE:
-		break;
+		if (value && answer_limit_parse(keys[i], value, limits) != 0)
+			bad = keys[i];
 	}
-	return state_is_serving(n->status.state);
+	evhttp_clear_headers(&params);
+	return bad;
 }
 
+/* The answer, formatted: 200 on a pass, 503 with the failed condition. */
 static void reply_node(const struct agent *a, const struct node *n, enum duty duty,
-		       int64_t lag_limit, struct http_reply *r)
+		       const struct answer_limits *limits, struct http_reply *r)
 {
-	bool ok = node_fit_for(a, n, duty);
+	struct answer ans;
 
-	if (ok && lag_limit >= 0 && !status_within_lag(&n->status, lag_limit))
-		ok = false;
-	if (ok)
+	ask_node(a, n, duty, limits, &ans);
+	if (ans.pass)
 		set_reply(r, 200, "OK");
 	else
 		set_reply(r, 503, "Service Unavailable");
-	render_status_line(n, r->body);
-	if (duty == DUTY_WRITE && !n->status.write_leader) {
-		char why[REASON_MAX];
-
-		agent_write_verdict(a, n, why, sizeof(why));
-		evbuffer_add_printf(r->body, "%s\n", why);
-	}
+	render_answer_line(&ans, &n->status, r->body);
 }
 
 static void route_node(const struct agent *a, const struct node *n, const char *name,
 		       enum duty duty, const char *query, struct http_reply *r)
 {
-	int64_t lag_limit = lag_limit_from_query(query);
+	struct answer_limits limits;
+	const char *bad = limits_from_query(query, &limits);
 
-	if (lag_limit == -2) {
-		reply_text(r, 400, "Bad Request", "invalid lag parameter");
+	if (bad) {
+		set_reply(r, 400, "Bad Request");
+		evbuffer_add_printf(r->body, "invalid %s parameter\n", bad);
 		return;
 	}
 	if (!n) {
@@ -106,33 +87,61 @@ static void route_node(const struct agent *a, const struct node *n, const char *
 		evbuffer_add_printf(r->body, "unknown node %s\n", name);
 		return;
 	}
-	reply_node(a, n, duty, lag_limit, r);
+	reply_node(a, n, duty, &limits, r);
 }
 
-/* "/node/NAME", "/node/NAME/write", "/node/NAME/read" */
+/* "/node/NAME", "/node/NAME/DUTY" (write, read, replica, running, any) */
 static void route_named_node(const struct agent *a, const char *rest, const char *query,
 			     struct http_reply *r)
 {
 	char name[NODE_NAME_MAX];
 	const char *slash = strchr(rest, '/');
 	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
-	enum duty duty = DUTY_SERVE;
+	enum duty duty = DUTY_ANY;
 
-	if (len == 0 || len >= sizeof(name)) {
+	if (len == 0 || len >= sizeof(name) || (slash && duty_from_name(slash + 1, &duty) != 0)) {
 		reply_text(r, 404, "Not Found", "not found");
 		return;
 	}
 	memcpy(name, rest, len);
 	name[len] = '\0';
-	if (slash && strcmp(slash, "/write") == 0)
-		duty = DUTY_WRITE;
-	else if (slash && strcmp(slash, "/read") == 0)
-		duty = DUTY_READ;
-	else if (slash) {
-		reply_text(r, 404, "Not Found", "not found");
-		return;
-	}
 	route_node(a, agent_find_node(a, name), name, duty, query, r);
+}
+
+/*
+ * The paths that ask about the default node, with the duty each asks
+ * for; the Patroni names mean what Patroni's REST API says of them.
+ */
+static const struct {
+	const char *path;
+	enum duty duty;
+} duty_paths[] = {
+	{ "/", DUTY_ANY },
+	{ "/write", DUTY_WRITE },
+	{ "/read", DUTY_READ },
+	{ "/replica", DUTY_REPLICA },
+	/* Patroni: the primary holding the leader lock */
+	{ "/primary", DUTY_WRITE },
+	{ "/read-write", DUTY_WRITE },
+	{ "/leader", DUTY_WRITE },
+	/* Patroni: a replica or the primary */
+	{ "/read-only", DUTY_READ },
+	/* Patroni: running and serving, not too far behind (?lag=) */
+	{ "/readiness", DUTY_READ },
+	/* Patroni: PostgreSQL is up and running, whatever its role */
+	{ "/health", DUTY_RUNNING },
+};
+
+static bool route_duty_path(const struct agent *a, const char *path, const char *query,
+			    struct http_reply *r)
+{
+	for (size_t i = 0; i < sizeof(duty_paths) / sizeof(duty_paths[0]); i++) {
+		if (strcmp(path, duty_paths[i].path) == 0) {
+			route_node(a, agent_default_node(a), "", duty_paths[i].duty, query, r);
+			return true;
+		}
+	}
+	return false;
 }
 
 void http_route(const struct agent *a, enum http_method method, const char *path,
@@ -149,12 +158,8 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 		r->allow = "GET, HEAD, OPTIONS";
 		return;
 	}
-	if (strcmp(path, "/") == 0) {
-		route_node(a, agent_default_node(a), "", DUTY_SERVE, query, r);
-	} else if (strcmp(path, "/write") == 0) {
-		route_node(a, agent_default_node(a), "", DUTY_WRITE, query, r);
-	} else if (strcmp(path, "/read") == 0) {
-		route_node(a, agent_default_node(a), "", DUTY_READ, query, r);
+	if (route_duty_path(a, path, query, r)) {
+		return;
 	} else if (strncmp(path, node_prefix, sizeof(node_prefix) - 1) == 0) {
 		route_named_node(a, path + sizeof(node_prefix) - 1, query, r);
 	} else if (strcmp(path, "/status") == 0) {
@@ -168,7 +173,8 @@ void http_route(const struct agent *a, enum http_method method, const char *path
 		set_reply(r, 200, "OK");
 		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		metrics_render(a, r->body);
-	} else if (strcmp(path, "/live") == 0) {
+	} else if (strcmp(path, "/live") == 0 || strcmp(path, "/liveness") == 0) {
+		/* answered by the event loop itself: it runs (Patroni's /liveness) */
 		reply_text(r, 200, "OK", "alive");
 	} else {
 		reply_text(r, 404, "Not Found", "not found");

@@ -21,22 +21,37 @@ static void format_lag(const struct node_status *st, char *buf, size_t len)
 		snprintf(buf, len, "unknown");
 }
 
-void render_status_line(const struct node *n, struct evbuffer *out)
+static void status_line(const char *state, int weight, const struct node_status *st,
+			const char *duty, const char *reason, struct evbuffer *out)
 {
-	const struct node_status *st = &n->status;
 	char lag[32];
 
 	format_lag(st, lag, sizeof(lag));
-	evbuffer_add_printf(out, "%s %s weight=%d%% lag=%s", state_name(st->state),
-			    st->name, st->weight, lag);
+	evbuffer_add_printf(out, "%s %s weight=%d%% lag=%s", state, st->name, weight, lag);
 	if (st->lag_seconds_known)
 		evbuffer_add_printf(out, " lag_time=%.1fs", st->lag_seconds);
 	evbuffer_add_printf(out, " flavor=%s", flavor_name(st->flavor));
 	if (st->write_leader)
 		evbuffer_add_printf(out, " write_leader");
-	if (st->reason[0])
-		evbuffer_add_printf(out, ": %s", st->reason);
+	if (duty)
+		evbuffer_add_printf(out, " duty=%s", duty);
+	if (reason[0])
+		evbuffer_add_printf(out, ": %s", reason);
 	evbuffer_add(out, "\n", 1);
+}
+
+void render_status_line(const struct node *n, struct evbuffer *out)
+{
+	const struct node_status *st = &n->status;
+
+	status_line(state_name(st->state), st->weight, st, NULL, st->reason, out);
+}
+
+void render_answer_line(const struct answer *ans, const struct node_status *st,
+			struct evbuffer *out)
+{
+	status_line(state_name(ans->state), ans->weight, st,
+		    ans->duty == DUTY_ANY ? NULL : duty_name(ans->duty), ans->reason, out);
 }
 
 void render_json_string(struct evbuffer *out, const char *s)

@@ -29,6 +29,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "ask.h"
 #include "listener.h"
 #include "spop.h"
 #include "spop_server.h"
@@ -75,6 +76,7 @@
 #define LINGER_MS 1000
 
 #define NODE_ARG "node"
+#define DUTY_ARG "duty"
 #define STATUS_MESSAGE "pgbdr-status"
 #define PEER_NAME_MAX 80
 #define SHOWN_NAME_MAX 64
@@ -324,19 +326,20 @@ static bool set_var(struct spop_builder *b, const char *name, struct spop_value 
  * The most useful variables come first: when a small negotiated
  * frame cannot hold them all, the ACK still carries those.
  */
-static bool put_node_vars(struct spop_builder *b, const struct node_status *st)
+static bool put_answer_vars(struct spop_builder *b, const struct answer *ans)
 {
-	return set_var(b, "ready", spop_bool(state_is_serving(st->state))) &&
-	       set_var(b, "weight", spop_int32(st->weight)) &&
-	       set_var(b, "state", spop_cstring(state_name(st->state)));
+	return set_var(b, "ready", spop_bool(ans->pass)) &&
+	       set_var(b, "weight", spop_int32(ans->weight)) &&
+	       set_var(b, "state", spop_cstring(state_name(ans->state))) &&
+	       set_var(b, "node", spop_cstring(ans->node));
 }
 
-static bool put_node_details(struct spop_builder *b, const struct node_status *st)
+static bool put_answer_details(struct spop_builder *b, const struct answer *ans)
 {
 	/* Unknown lag is left unset, never reported as 0. */
-	if (st->lag_bytes_known && !set_var(b, "lag_bytes", spop_int64(st->lag_bytes)))
+	if (ans->lag_bytes_known && !set_var(b, "lag_bytes", spop_int64(ans->lag_bytes)))
 		return false;
-	return set_var(b, "reason", spop_cstring(st->reason));
+	return set_var(b, "reason", spop_cstring(ans->reason));
 }
 
 static bool put_cluster_vars(struct spop_builder *b, const struct agent *a)
@@ -364,26 +367,101 @@ static void printable_name(struct spop_str name, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-/*
- * The node a pgbdr-status message asks about: its "node" argument, or
- * the default node when the argument is absent, NULL (HAProxy sends
- * NULL for a sample it could not fetch) or empty. Sets *name_arg to
- * the requested name when there is one.
- */
-static bool requested_name(struct spop_message *msg, struct spop_str *name_arg)
+/* What a pgbdr-status message asks: arguments node, duty, lag, lag_time. */
+struct question {
+	bool named;              /* a non-empty "node" */
+	struct spop_str node;
+	bool duty_given;
+	enum duty duty;
+	struct answer_limits limits;
+	const char *bad;         /* the argument that could not be read */
+};
+
+static bool is_text(const struct spop_value *v)
+{
+	return v->type == SPOP_T_STRING || v->type == SPOP_T_BINARY;
+}
+
+/* A text argument as a C string; false when too long or with a NUL inside. */
+static bool text_arg(const struct spop_value *v, char *out, size_t outlen)
+{
+	if (!is_text(v) || v->u.str.len >= outlen || memchr(v->u.str.ptr, '\0', v->u.str.len))
+		return false;
+	memcpy(out, v->u.str.ptr, v->u.str.len);
+	out[v->u.str.len] = '\0';
+	return true;
+}
+
+static bool int_arg(const struct spop_value *v, int64_t *out)
+{
+	switch (v->type) {
+	case SPOP_T_INT32:
+		*out = v->u.i32;
+		return true;
+	case SPOP_T_UINT32:
+		*out = v->u.u32;
+		return true;
+	case SPOP_T_INT64:
+		*out = v->u.i64;
+		return true;
+	case SPOP_T_UINT64:
+		*out = v->u.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->u.u64;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* lag (a size, or bytes as an integer) and lag_time (a duration, or seconds). */
+static bool limit_arg(const char *key, const struct spop_value *v, struct answer_limits *lim)
+{
+	char text[32];
+	int64_t n;
+
+	if (v->type == SPOP_T_NULL)
+		return true; /* a sample HAProxy could not fetch: no limit */
+	if (int_arg(v, &n)) {
+		if (n < 0)
+			return false;
+		if (strcmp(key, "lag") == 0)
+			lim->lag_bytes = n;
+		else
+			lim->lag_seconds = (double)n;
+		return true;
+	}
+	return text_arg(v, text, sizeof(text)) && answer_limit_parse(key, text, lim) == 0;
+}
+
+static void read_question(struct spop_message *msg, struct question *q)
 {
 	struct spop_arg arg;
+	char word[16];
 
+	memset(q, 0, sizeof(*q));
+	q->node = (struct spop_str){ "", 0 };
+	q->limits = ANSWER_NO_LIMITS;
 	while (spop_message_next_arg(msg, &arg)) {
-		if (!spop_str_eq(arg.name, NODE_ARG))
-			continue;
-		if ((arg.value.type == SPOP_T_STRING || arg.value.type == SPOP_T_BINARY) &&
-		    arg.value.u.str.len > 0) {
-			*name_arg = arg.value.u.str;
-			return true;
+		if (spop_str_eq(arg.name, NODE_ARG)) {
+			/* HAProxy sends NULL for a sample it could not fetch: the default */
+			if (is_text(&arg.value) && arg.value.u.str.len > 0) {
+				q->named = true;
+				q->node = arg.value.u.str;
+			}
+		} else if (spop_str_eq(arg.name, DUTY_ARG)) {
+			if (arg.value.type == SPOP_T_NULL || (is_text(&arg.value) && arg.value.u.str.len == 0))
+				continue;
+			if (!text_arg(&arg.value, word, sizeof(word)) ||
+			    duty_from_name(word, &q->duty) != 0)
+				q->bad = DUTY_ARG;
+			else
+				q->duty_given = true;
+		} else if (spop_str_eq(arg.name, "lag") || spop_str_eq(arg.name, "lag_time")) {
+			const char *key = spop_str_eq(arg.name, "lag") ? "lag" : "lag_time";
+
+			if (!limit_arg(key, &arg.value, &q->limits))
+				q->bad = key;
 		}
 	}
-	return false;
 }
 
 static const struct node *find_node_by_arg(const struct agent *a, struct spop_str name)
@@ -398,32 +476,51 @@ static const struct node *find_node_by_arg(const struct agent *a, struct spop_st
 	return agent_find_node(a, cname);
 }
 
-static bool put_unknown_node(struct spop_builder *b, const struct agent *a, struct spop_str name)
+/* A question that cannot be answered: not ready, and why. */
+static bool put_refusal(struct spop_builder *b, const struct agent *a, const char *reason)
 {
-	char shown[SHOWN_NAME_MAX];
-	char reason[REASON_MAX];
-
-	printable_name(name, shown, sizeof(shown));
-	snprintf(reason, sizeof(reason), "unknown node %s", shown);
 	return set_var(b, "ready", spop_bool(false)) && set_var(b, "weight", spop_int32(0)) &&
-	       set_var(b, "state", spop_cstring("unknown")) && put_cluster_vars(b, a) &&
-	       set_var(b, "reason", spop_cstring(reason));
+	       set_var(b, "state", spop_cstring("unknown")) && set_var(b, "node", spop_cstring("")) &&
+	       put_cluster_vars(b, a) && set_var(b, "reason", spop_cstring(reason));
 }
 
+/*
+ * A named node gets the answer about it; a duty without a node gets
+ * the node that answers it best (the one to route to); neither, the
+ * default node's classic answer.
+ */
 static bool put_status_actions(struct spop_builder *b, const struct agent *a,
 			       struct spop_message *msg)
 {
-	struct spop_str name = { "", 0 };
-	const struct node *n;
+	struct question q;
+	struct answer ans;
+	char reason[REASON_MAX];
 
-	if (requested_name(msg, &name))
-		n = find_node_by_arg(a, name);
-	else
-		n = agent_default_node(a);
-	if (!n)
-		return put_unknown_node(b, a, name);
-	return put_node_vars(b, &n->status) && put_cluster_vars(b, a) &&
-	       put_node_details(b, &n->status);
+	read_question(msg, &q);
+	if (q.bad) {
+		snprintf(reason, sizeof(reason), "bad argument %s", q.bad);
+		return put_refusal(b, a, reason);
+	}
+	if (q.named) {
+		const struct node *n = find_node_by_arg(a, q.node);
+		char shown[SHOWN_NAME_MAX];
+
+		if (!n) {
+			printable_name(q.node, shown, sizeof(shown));
+			snprintf(reason, sizeof(reason), "unknown node %s", shown);
+			return put_refusal(b, a, reason);
+		}
+		ask_node(a, n, q.duty, &q.limits, &ans);
+	} else if (q.duty_given) {
+		ask_best(a, q.duty, &q.limits, &ans);
+	} else {
+		const struct node *n = agent_default_node(a);
+
+		if (!n)
+			return put_refusal(b, a, "no node");
+		ask_node(a, n, q.duty, &q.limits, &ans);
+	}
+	return put_answer_vars(b, &ans) && put_cluster_vars(b, a) && put_answer_details(b, &ans);
 }
 
 static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t frame_id,

@@ -92,8 +92,10 @@ def expected_vars(agent, name=None, status=None):
         name = st["default_node"]
     node = next((n for n in nodes if n["name"] == name), None)
     if node is None:
-        return dict(cluster, ready=False, weight=0, state="unknown", reason=f"unknown node {name}")
-    out = dict(cluster, ready=node["state"] in SERVING, weight=node["weight"],
+        return dict(cluster, ready=False, weight=0, state="unknown", node="",
+                    reason=f"unknown node {name}")
+    serving = node["state"] in SERVING
+    out = dict(cluster, ready=serving, weight=node["weight"] if serving else 0, node=name,
                state=node["state"], reason=node["reason"] or "")
     if node["lag_bytes"] is not None:
         out["lag_bytes"] = node["lag_bytes"]
