@@ -430,7 +430,10 @@ def test_unterminated_name_is_not_answered_for_another_node(pg, multi_healthy):
 
 GARBAGE = [
     b"node1 write extra\n",
-    b"node1 read\n",
+    b"node1 reads\n",                 # not a duty
+    b"node1 read write\n",            # two duties
+    b"node1 lag=abc\n",               # a limit that is no size
+    b"node1 read lag_time=soon\n",
     # A NUL would cut a C string to "", i.e. the default node.
     b"\x00\xff\xfe garbage\n",
     b"\x00node3\n",
