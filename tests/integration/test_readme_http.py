@@ -1,7 +1,8 @@
 """The README's HTTP section, walked: every row of its two tables is
 read from README.md and checked against a running agent, so the README
 cannot claim a status the agent does not give. One node is ready (and
-the write leader), one is down."""
+the write leader), one is down; a third agent's default node is ready
+and not the write leader, for the rows that ask for that."""
 
 import os
 import re
@@ -9,7 +10,7 @@ import socket
 
 import pytest
 
-from harness import FAST_AGENT, ROOT, Agent, free_port, node_section, read_until_close
+from harness import FAST_AGENT, ROOT, Agent, free_port, node_section, read_until_close, wait_for
 
 README = os.path.join(ROOT, "README.md")
 
@@ -78,10 +79,15 @@ def agents(module_registry, plain_pg, module_password):
                  name="readme-both").start()
     only_dead = Agent(module_registry, [("agent", FAST_AGENT), ("node.dead", dead)],
                       name="readme-dead").start()
+    spare = node_section(plain_pg, module_password, priority=2)
+    spare_first = Agent(module_registry, [("agent", FAST_AGENT), ("node.spare", spare),
+                                          ("node.up", up)], name="readme-spare").start()
     both.wait_state("up", "ready", 15)
     both.wait_state("dead", "down", 15)
     only_dead.wait_state("dead", "down", 15)
-    return both, only_dead
+    spare_first.wait_state("spare", "ready", 15)
+    wait_for(lambda: spare_first.status_json()["write_node"] == "up", 15, desc="leader up")
+    return both, only_dead, spare_first
 
 
 def paths_of(cell):
@@ -90,8 +96,9 @@ def paths_of(cell):
 
 @pytest.mark.parametrize("row", path_rows(), ids=lambda r: r[0])
 def test_path_table_row(agents, row):
-    both, only_dead = agents
+    both, only_dead, spare_first = agents
     path_cell, ok_cell, else_cell = row
+    not_leader = "not the write leader" in ok_cell
     for template in paths_of(path_cell):
         for method in ("GET", "HEAD", "OPTIONS"):
             for version in ("1.0", "1.1"):
@@ -105,8 +112,13 @@ def test_path_table_row(agents, row):
                     else:
                         assert length == len(body), (path, head)
                     return status
-                # the ready write leader: 200 on every path
-                assert ask(both, "up") == 200, (method, template, version)
+                if not_leader:
+                    # a ready node that does not lead passes, the leader does not
+                    assert ask(spare_first, "spare") == 200, (method, template, version)
+                    assert ask(both, "up") == code(else_cell), (method, template, version)
+                else:
+                    # the ready write leader: 200 on every other path
+                    assert ask(both, "up") == 200, (method, template, version)
                 if else_cell:
                     # the down node (by name, or as the default node)
                     target = both if "NAME" in template else only_dead
@@ -131,7 +143,7 @@ def request_for(cell):
 
 @pytest.mark.parametrize("row", request_rows(), ids=lambda r: r[0].replace("`", ""))
 def test_request_table_row(agents, row):
-    both, _ = agents
+    both = agents[0]
     request_cell, answer_cell = row
     want = code(answer_cell)
     assert want, row
@@ -141,3 +153,14 @@ def test_request_table_row(agents, row):
     allow = re.search(r"`Allow: ([^`]*)`", answer_cell)
     if allow:
         assert re.search(rb"(?im)^allow: *" + re.escape(allow.group(1).encode()), head), head
+
+
+def test_patroni_names_are_in_the_path_table():
+    """Every Patroni endpoint the README lists beside its own is a path
+    the walked table holds (and so is asked with GET, HEAD and OPTIONS)."""
+    walked = {p for row in path_rows() for p in paths_of(row[0])}
+    rows = table_rows(http_section(), "| Patroni endpoint |")
+    listed = {p.split("?")[0] for row in rows for p in paths_of(row[0])}
+    assert {"/primary", "/read-write", "/leader", "/replica", "/read-only", "/readiness",
+            "/health", "/liveness"} <= listed, listed
+    assert listed - {"/"} <= walked, listed - walked
