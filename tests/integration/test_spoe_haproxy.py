@@ -79,14 +79,15 @@ def http_haproxy(module_registry, agent):
 
 @pytest.fixture(scope="module")
 def tcp_haproxy(module_registry, agent, pgs):
-    listen = free_port()
-    env = dict(haproxy_env(agent), PGBDR_PG_LISTEN=f"127.0.0.1:{listen}")
+    listen, read_listen = free_port(), free_port()
+    env = dict(haproxy_env(agent), PGBDR_PG_LISTEN=f"127.0.0.1:{listen}",
+               PGBDR_PG_READ_LISTEN=f"127.0.0.1:{read_listen}")
     for i, name in enumerate(NODES, 1):
         env[f"PGBDR_NODE{i}"] = f"127.0.0.1:{pgs[name].port}"
     h = HAProxy(module_registry, "spoe-tcp.cfg", env)
     r = h.check_config()
     assert r.returncode == 0, r.stdout + r.stderr
-    h.listen_port = listen
+    h.listen_port, h.read_port = listen, read_listen
     return h.start()
 
 
@@ -280,8 +281,8 @@ def test_many_requests_all_answered(agent, http_haproxy):
 # TCP: PostgreSQL sessions land on the write leader
 # --------------------------------------------------------------------------
 
-def server_port_via(haproxy, password):
-    conn = psycopg2.connect(host="127.0.0.1", port=haproxy.listen_port, dbname="app",
+def server_port_via(haproxy, password, port=None):
+    conn = psycopg2.connect(host="127.0.0.1", port=port or haproxy.listen_port, dbname="app",
                             user="pgbdr_monitor", password=password, connect_timeout=5)
     try:
         with conn.cursor() as cur:
@@ -340,3 +341,97 @@ def test_tcp_refused_without_write_leader(agent, pgs, tcp_haproxy, module_passwo
         except psycopg2.OperationalError:
             return False
     wait_for(lands_on_leader, 10, desc="sessions land on the leader again")
+
+
+# --------------------------------------------------------------------------
+# TCP reads: the least lagged replica within the limit ([pgbdr-read], 16MB)
+# --------------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+def set_lag(pgs, name, lag):
+    """Node `name` is `lag` bytes behind: its peers' slots for it say so."""
+    for peer in NODES:
+        if peer != name:
+            pgs[peer].sql("UPDATE bdr.bdr_node_slots SET replay_location ="
+                          " pg_current_wal_lsn() - %s::numeric WHERE node_name = %s",
+                          (lag, name), dbname="app")
+
+
+def fill_wal(pg, past):
+    while pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')") <= past:
+        pg.sql("CREATE TABLE IF NOT EXISTS walfill (x int); INSERT INTO walfill VALUES (1);"
+               " SELECT pg_switch_wal()", dbname="app")
+
+
+def lag_near(agent, node, lag):
+    """The agent sees node `lag` bytes behind (WAL written since adds a little)."""
+    seen = agent.node(node)["lag_bytes"]
+    return seen is not None and lag <= seen < lag + MB
+
+
+def sessions(haproxy, node):
+    """Sessions HAProxy has sent to node's backend so far (show stat stot)."""
+    row = next(r for r in haproxy.show_stat()
+               if r["pxname"] == f"pg_{node}" and r["svname"] == "BACKEND")
+    return int(row["stot"])
+
+
+def read_lands_on(haproxy, pgs, password, node):
+    """A new read session goes to node: its server answers, and HAProxy
+    counts the session on node's backend and on no other."""
+    before = {n: sessions(haproxy, n) for n in NODES}
+    try:
+        port = server_port_via(haproxy, password, haproxy.read_port)
+    except psycopg2.OperationalError:
+        return False
+    after = {n: sessions(haproxy, n) for n in NODES}
+    grew = {n for n in NODES if after[n] > before[n]}
+    return port == pgs[node].port and grew == {node}
+
+
+def test_tcp_reads_go_to_the_least_lagged_replica_within_the_limit(agent, pgs, tcp_haproxy,
+                                                                    module_password):
+    tcp_haproxy.wait_for_status("pgbdr_agents", "agent1", "UP", 10)
+    for pg in pgs.values():
+        fill_wal(pg, 64 * MB)
+    try:
+        # node1 leads, so it is no replica: node3 (4MB) beats node2 (8MB)
+        set_lag(pgs, "node2", 8 * MB)
+        set_lag(pgs, "node3", 4 * MB)
+        wait_for(lambda: lag_near(agent, "node3", 4 * MB) and lag_near(agent, "node2", 8 * MB),
+                 10, desc="lags seen")
+        # after a failover, node1 takes the role back once leader_return_delay passed
+        wait_for(lambda: agent.node("node1")["write_leader"], 20, desc="node1 leads")
+        wait_for(lambda: read_lands_on(tcp_haproxy, pgs, module_password, "node3"), 10,
+                 desc="reads on node3")
+        for _ in range(3):
+            assert read_lands_on(tcp_haproxy, pgs, module_password, "node3")
+
+        # node3 falls 40MB behind, over the 16MB limit: node2 is the best left
+        set_lag(pgs, "node3", 40 * MB)
+        wait_for(lambda: read_lands_on(tcp_haproxy, pgs, module_password, "node2"), 10,
+                 desc="reads move to node2")
+        for _ in range(3):
+            assert read_lands_on(tcp_haproxy, pgs, module_password, "node2")
+
+        # both over the limit: no replica fits, the client is refused
+        set_lag(pgs, "node2", 20 * MB)
+        wait_for(lambda: lag_near(agent, "node2", 20 * MB), 10, desc="node2 lags")
+
+        def refused():
+            try:
+                server_port_via(tcp_haproxy, module_password, tcp_haproxy.read_port)
+            except psycopg2.OperationalError:
+                return True
+            return False
+        wait_for(refused, 10, desc="reads refused")
+        before = {n: sessions(tcp_haproxy, n) for n in NODES}
+        assert refused()
+        assert {n: sessions(tcp_haproxy, n) for n in NODES} == before
+    finally:
+        for name in NODES:
+            pgs[name].sql("SELECT bdr.emulation_setup(%s, VARIADIC %s)",
+                          (name, [n for n in NODES if n != name]), dbname="app")
+    wait_for(lambda: all(lag_near(agent, n, 0) for n in NODES), 15, desc="caught up")
