@@ -332,6 +332,42 @@ static void take_peer_view(const struct node *n, struct node_facts *facts)
 	lag_from_peers(facts, peers, k);
 }
 
+static struct systemd_summary systemd_summary_of(const struct agent *a)
+{
+	return (struct systemd_summary){
+		.ready_nodes = agent_ready_nodes(a),
+		.n_nodes = a->n_nodes,
+		.write_leader = agent_write_leader(a),
+		.maintenance = a->maintenance,
+		.all_probed = agent_all_probed(a),
+	};
+}
+
+static void notify_systemd(struct agent *a)
+{
+	struct systemd_summary sum = systemd_summary_of(a);
+
+	systemd_update(&a->systemd, &sum);
+}
+
+void agent_serving(struct agent *a)
+{
+	a->systemd.listening = true;
+	systemd_start_watchdog(&a->systemd, a->base);
+}
+
+void agent_stop_serving(struct agent *a)
+{
+	systemd_stop_watchdog(&a->systemd);
+}
+
+void agent_reload_done(struct agent *a)
+{
+	struct systemd_summary sum = systemd_summary_of(a);
+
+	systemd_ready_again(&a->systemd, &sum);
+}
+
 static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
 {
 	struct node *n = arg;
@@ -365,7 +401,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 			 flavor_name(n->status.flavor));
 	n->probed = true;
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 
 	if (a->exit_after_first_round && agent_all_probed(a))
 		event_base_loopbreak(a->base);
@@ -380,7 +416,7 @@ static void set_maintenance(struct agent *a, bool on)
 		 on ? "present: draining" : "removed: back in service");
 	publish_all(a);
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 }
 
 static void check_maintenance(struct agent *a)
@@ -449,7 +485,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			publish(n);
 	}
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 }
 
 static struct poller_settings poller_settings_of(const struct agent_config *cfg)
@@ -514,7 +550,7 @@ static struct evdns_base *create_resolver(struct event_base *base)
 
 int agent_init(struct agent *a, struct agent_config *config)
 {
-	struct timeval tick = { .tv_sec = 0, .tv_usec = 100 * 1000 };
+	struct timeval tick = ms_to_timeval(100);
 
 	memset(a, 0, sizeof(*a));
 	a->inotify_fd = -1;
@@ -708,7 +744,7 @@ void agent_run_first_round(struct agent *a)
 {
 	/* a round cannot outlast timeout; the margin covers loop latency */
 	int64_t ms = a->config.timeout_ms + 500;
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = ms_to_timeval(ms);
 	struct event *limit = evtimer_new(a->base, on_first_round_timeout, a->base);
 
 	a->exit_after_first_round = true;
@@ -744,6 +780,22 @@ void agent_free(struct agent *a)
 	if (a->base)
 		event_base_free(a->base);
 	config_free(&a->config);
+}
+
+struct listener_setup agent_listener_setup(struct agent *a, enum listener_kind kind,
+					   const struct listener_protocol *protocol, void *arg)
+{
+	return (struct listener_setup){
+		.kind = kind,
+		.protocol = protocol,
+		.arg = arg,
+		.budget = &a->client_memory,
+		.allow = &a->config.allow_from,
+		.max_clients = &a->config.max_clients,
+		.fd_reserve = &a->fd_reserve,
+		.log = &a->log,
+		.counters = &a->counters.listeners[kind],
+	};
 }
 
 const struct node *agent_find_node(const struct agent *a, const char *name)

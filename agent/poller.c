@@ -116,13 +116,6 @@ struct poller {
 static void start_round(struct poller *p);
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
-static struct timeval ms_to_timeval(int64_t ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	return tv;
-}
-
 static void unwatch(struct poller *p)
 {
 	if (p->io) {

@@ -49,6 +49,7 @@
 #include "clock.h"
 #include "http.h"
 #include "http_parser.h"
+#include "http_server.h"
 
 #define CHECK(cond)                                                         \
 	do {                                                                \
