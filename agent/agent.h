@@ -72,7 +72,7 @@ struct agent {
 	struct agent_config config;
 	struct logger log;
 
-	struct node *nodes;            /* owned, config->n_nodes entries */
+	struct node **nodes;           /* owned, config->n_nodes entries, each allocated */
 	int n_nodes;
 	/* open files kept for the pollers and the loop: listeners refuse clients first */
 	int fd_reserve;

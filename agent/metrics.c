@@ -56,9 +56,9 @@ static void render_node_states(const struct agent *a, struct evbuffer *out)
 	       "1 for the state the node is in (ready, degraded, draining, down).");
 	for (int i = 0; i < a->n_nodes; i++)
 		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++)
-			node_sample(out, "pgbdr_node_state", &a->nodes[i], "state",
+			node_sample(out, "pgbdr_node_state", a->nodes[i], "state",
 				    state_name(states[s]),
-				    a->nodes[i].status.state == states[s] ? "1" : "0");
+				    a->nodes[i]->status.state == states[s] ? "1" : "0");
 }
 
 /* The info pattern: constant 1, the node's flavor (as detected or forced) as a label. */
@@ -67,8 +67,8 @@ static void render_node_info(const struct agent *a, struct evbuffer *out)
 	header(out, "pgbdr_node_info", "gauge",
 	       "Always 1; the node's flavor (detected, or forced by the config) is a label.");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_info", &a->nodes[i], "flavor",
-			    flavor_name(a->nodes[i].status.flavor), "1");
+		node_sample(out, "pgbdr_node_info", a->nodes[i], "flavor",
+			    flavor_name(a->nodes[i]->status.flavor), "1");
 }
 
 static void render_node_gauges(const struct agent *a, struct evbuffer *out)
@@ -77,32 +77,32 @@ static void render_node_gauges(const struct agent *a, struct evbuffer *out)
 
 	header(out, "pgbdr_node_up", "gauge", "1 when the node takes traffic (ready or degraded).");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_up", &a->nodes[i], NULL, NULL,
-			    state_is_serving(a->nodes[i].status.state) ? "1" : "0");
+		node_sample(out, "pgbdr_node_up", a->nodes[i], NULL, NULL,
+			    state_is_serving(a->nodes[i]->status.state) ? "1" : "0");
 	header(out, "pgbdr_node_weight_ratio", "gauge",
 	       "Weight given to HAProxy, as a fraction (0-1) of the configured server weight.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		snprintf(v, sizeof(v), "%.2f", a->nodes[i].status.weight / 100.0);
-		node_sample(out, "pgbdr_node_weight_ratio", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%.2f", a->nodes[i]->status.weight / 100.0);
+		node_sample(out, "pgbdr_node_weight_ratio", a->nodes[i], NULL, NULL, v);
 	}
 	header(out, "pgbdr_node_write_leader", "gauge", "1 on the current write leader.");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_write_leader", &a->nodes[i], NULL, NULL,
-			    a->nodes[i].status.write_leader ? "1" : "0");
+		node_sample(out, "pgbdr_node_write_leader", a->nodes[i], NULL, NULL,
+			    a->nodes[i]->status.write_leader ? "1" : "0");
 	/* unknown lag is absent, not 0: an alert on it must not see "no lag" */
 	header(out, "pgbdr_node_lag_bytes", "gauge", "Worst replication lag concerning the node, bytes.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		if (!a->nodes[i].status.lag_bytes_known)
+		if (!a->nodes[i]->status.lag_bytes_known)
 			continue;
-		snprintf(v, sizeof(v), "%lld", (long long)a->nodes[i].status.lag_bytes);
-		node_sample(out, "pgbdr_node_lag_bytes", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%lld", (long long)a->nodes[i]->status.lag_bytes);
+		node_sample(out, "pgbdr_node_lag_bytes", a->nodes[i], NULL, NULL, v);
 	}
 	header(out, "pgbdr_node_lag_seconds", "gauge", "Worst replication lag concerning the node, seconds.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		if (!a->nodes[i].status.lag_seconds_known)
+		if (!a->nodes[i]->status.lag_seconds_known)
 			continue;
-		snprintf(v, sizeof(v), "%.3f", a->nodes[i].status.lag_seconds);
-		node_sample(out, "pgbdr_node_lag_seconds", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%.3f", a->nodes[i]->status.lag_seconds);
+		node_sample(out, "pgbdr_node_lag_seconds", a->nodes[i], NULL, NULL, v);
 	}
 }
 
@@ -112,7 +112,7 @@ static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
 
 	header(out, "pgbdr_probe_duration_seconds", "histogram", "Duration of probe rounds.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = &a->nodes[i];
+		const struct node *n = a->nodes[i];
 
 		for (int b = 0; b < PROBE_DURATION_BUCKETS; b++) {
 			snprintf(le, sizeof(le), "%g", probe_duration_bounds_ms[b] / 1000.0);
@@ -129,8 +129,8 @@ static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
 	header(out, "pgbdr_probe_errors_total", "counter", "Failed probe rounds by kind.");
 	for (int i = 0; i < a->n_nodes; i++)
 		for (int k = PROBE_RESOLVE_FAILED; k < PROBE_OUTCOME_COUNT; k++) {
-			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i].probe_errors[k]);
-			node_sample(out, "pgbdr_probe_errors_total", &a->nodes[i], "kind",
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i]->probe_errors[k]);
+			node_sample(out, "pgbdr_probe_errors_total", a->nodes[i], "kind",
 				    probe_outcome_name((enum probe_outcome)k), v);
 		}
 }
