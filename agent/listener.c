@@ -85,12 +85,6 @@ void listener_conn_linger(struct listener_conn *lc, int64_t linger_ms, bool read
 {
 	struct timeval tv = ms_to_timeval(linger_ms);
 
-	if (!lc->linger_timer)
-		lc->linger_timer = evtimer_new(lc->listener->base, on_linger_timer, lc);
-	if (!lc->linger_timer) {
-		listener_conn_close(lc);
-		return;
-	}
 	on_linger_read(lc->bev, lc);
 	bufferevent_setcb(lc->bev, on_linger_read, NULL, on_linger_event, lc);
 	shutdown(bufferevent_getfd(lc->bev), SHUT_WR);
@@ -126,9 +120,14 @@ static struct listener_conn *conn_new(struct listener *l, evutil_socket_t fd)
 		return NULL;
 	}
 	lc->listener = l;
-	lc->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* made now, so that lingering later cannot fail and free lc under its caller */
+	lc->linger_timer = evtimer_new(l->base, on_linger_timer, lc);
+	lc->bev = lc->linger_timer ? bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE)
+				   : NULL;
 	if (!lc->bev) {
 		evutil_closesocket(fd);
+		if (lc->linger_timer)
+			event_free(lc->linger_timer);
 		free(lc);
 		return NULL;
 	}
@@ -137,6 +136,7 @@ static struct listener_conn *conn_new(struct listener *l, evutil_socket_t fd)
 						   memory_budget_on_buffer, st->budget);
 		if (!lc->output_watch) {
 			bufferevent_free(lc->bev);
+			event_free(lc->linger_timer);
 			free(lc);
 			return NULL;
 		}

@@ -98,7 +98,8 @@ void listener_conn_close(struct listener_conn *lc);
  * shut and the listener takes the connection over: it discards what
  * the client still sends and closes at the client's FIN (when
  * read_until_fin) or after linger_ms, whichever comes first. The
- * responder hears of it again only through its close callback.
+ * responder hears of it again only through its close callback, never
+ * before this returns.
  */
 void listener_conn_linger(struct listener_conn *lc, int64_t linger_ms, bool read_until_fin);
 
