@@ -426,6 +426,8 @@ static int open_node_section(struct parser *p, const char *name)
 			return fail(p, "", "duplicate section [node.%s] (first at line %d)",
 				    name, p->nodes[i].node.line);
 	}
+	if (p->n_nodes >= MAX_NODE_SECTIONS)
+		return fail(p, "", "too many [node.NAME] sections: at most %d", MAX_NODE_SECTIONS);
 	nodes = realloc(p->nodes, (size_t)(p->n_nodes + 1) * sizeof(*nodes));
 	if (!nodes)
 		return fail(p, "", "out of memory");

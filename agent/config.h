@@ -44,6 +44,15 @@ enum log_destination {
 
 #define ETCD_MAX_ENDPOINTS 8
 
+/*
+ * [node.NAME] sections one agent may monitor; with [postgresql], one
+ * more node. A config with more is rejected rather than cut: the
+ * agent's per-node tables (the split-brain guard, the peer view, the
+ * election) are sized for them.
+ */
+#define MAX_NODE_SECTIONS 64
+#define MAX_NODES (MAX_NODE_SECTIONS + 1)
+
 struct etcd_endpoint {
 	char host[256];
 	int port;

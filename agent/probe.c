@@ -236,6 +236,8 @@ void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (!facts->healthy)
+		return; /* the first problem is the one to fix first */
 	facts->healthy = false;
 	va_start(ap, fmt);
 	vsnprintf(facts->problem, sizeof(facts->problem), fmt, ap);
@@ -301,7 +303,7 @@ void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int co
 		return;
 	if (pq_int64(res, col_applying) > 0)
 		facts_add_impairment(facts, "%s %s", what, pq_text(res, col_list));
-	else if (facts->healthy)
+	else
 		facts_set_problem(facts, "no subscription replicating: %s %s", what,
 				  pq_text(res, col_list));
 }

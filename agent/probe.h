@@ -106,7 +106,7 @@ void probe_take_incoming(const PGresult *res, int col, struct node_facts *facts)
  * replicates, the node is impaired; when none does, it cannot tell a
  * dead peer from its own isolation, so it is down. what names them
  * ("subscription", "subscription worker not running"); a NULL list
- * column means none. An earlier problem is kept: it came first.
+ * column means none. An earlier problem is kept (facts_set_problem).
  */
 void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
 				       const char *what, struct node_facts *facts);
@@ -119,7 +119,12 @@ void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int co
 void probe_take_idle_slots(const PGresult *res, int col_list, const char *what,
 			   struct node_facts *facts);
 
-/* printf into a REASON_MAX buffer, truncating safely. */
+/*
+ * The node cannot serve, and why: printf into a REASON_MAX buffer,
+ * truncating safely. The first problem wins (it is the one to fix
+ * first): a later call changes nothing, so a probe states its checks in
+ * the order they matter and never tests whether one came before.
+ */
 void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)

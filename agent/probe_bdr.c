@@ -151,7 +151,7 @@ static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);
-	if (facts->healthy && !pq_bool(res, COL_ACTIVE))
+	if (!pq_bool(res, COL_ACTIVE))
 		facts_set_problem(facts, "BDR is not active in this database");
 	judge_bdr_peer_slots(facts->peers_total, facts->peers_down,
 			 pq_text(res, COL_PEERS_DOWN_NAMES), facts);

@@ -1169,6 +1169,25 @@ static void test_error_format(void **state)
 	assert_string_equal(small, "/etc/pgbdr-");
 }
 
+/* More nodes than the agent's tables hold: rejected, never cut. */
+static void test_too_many_nodes(void **state)
+{
+	char text[MAX_NODES * 32];
+	size_t used = 0;
+	struct loaded l;
+
+	(void)state;
+	for (int i = 0; i < MAX_NODE_SECTIONS; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "[node.n%d]\nhost=h\n", i);
+	load_ok(text, &l);
+	assert_int_equal(l.cfg.n_nodes, MAX_NODE_SECTIONS);
+	config_free(&l.cfg);
+	snprintf(text + used, sizeof(text) - used, "[node.one_more]\nhost=h\n");
+	load_text(text, &l);
+	assert_int_equal(l.rc, -1);
+	assert_non_null(strstr(l.formatted, "too many [node.NAME] sections: at most 64"));
+}
+
 static void test_config_free_zeroed(void **state)
 {
 	struct agent_config cfg;
@@ -1297,6 +1316,7 @@ int main(void)
 		cmocka_unit_test(test_password_never_in_errors),
 		cmocka_unit_test(test_dsn_error_keeps_libpq_wording),
 		cmocka_unit_test(test_error_format),
+		cmocka_unit_test(test_too_many_nodes),
 		cmocka_unit_test(test_config_free_zeroed),
 		cmocka_unit_test(test_example_loads),
 		cmocka_unit_test(test_example_documents_defaults),
