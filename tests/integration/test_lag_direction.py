@@ -25,6 +25,7 @@ from harness import (FAST_AGENT, FIXTURES_DIR, Agent, PgServer, free_port, node_
 
 MB = 1024 * 1024
 POLICY = {"drain_lag": "1MB", "max_lag": "4GB", "min_weight": 10}
+REPL_SECRET = "pgl-replication-secret"
 
 
 # ---- real pglogical ---------------------------------------------------------
@@ -44,9 +45,12 @@ def pgl(module_registry, module_password):
     pgl_setup(prov, "provider")
     pgl_setup(sub, "subscriber")
     prov.sql("SELECT pglogical.replication_set_add_table('default', 't')", dbname="app")
+    # The subscription reaches its provider over TCP as a replication
+    # role with a password: a per-node agent takes the address from it.
+    prov.sql("CREATE ROLE pgl_repl LOGIN SUPERUSER REPLICATION PASSWORD %s", (REPL_SECRET,))
     sub.sql("SELECT pglogical.create_subscription(subscription_name := 'sub1',"
             " provider_dsn := %s, synchronize_structure := false, synchronize_data := false)",
-            (prov.dsn_socket("app"),), dbname="app")
+            (prov.tcp_dsn("app", user="pgl_repl", password=REPL_SECRET),), dbname="app")
     wait_for(lambda: sub.scalar("SELECT status FROM pglogical.show_subscription_status('sub1')",
                                 dbname="app") == "replicating", 60, desc="sub1 replicating")
     for pg in (prov, sub):
@@ -92,6 +96,53 @@ def test_pglogical_stopped_subscriber_loses_weight_provider_keeps_it(pgl):
     n = agent.wait_state("subscriber", "ready", 30)
     assert n["weight"] == 100, n
     assert agent.node("provider")["weight"] == 100
+
+
+def test_pglogical_per_node_subscriber_reads_its_lag_from_the_provider(module_registry, pgl,
+                                                                        module_password):
+    """One agent per node, each watching its own node alone. The
+    subscriber's agent finds the provider through the interface its
+    subscription uses, and reads there how far the provider has sent to
+    it: with the apply worker stopped during a bulk load, the subscriber
+    loses weight; the provider's own agent keeps it at 100%."""
+    prov, sub, _ = pgl
+    agents = {name: Agent(module_registry, [
+        ("agent", dict(FAST_AGENT)),
+        ("policy", POLICY),
+        (f"node.{name}", node_section(pg, module_password, flavor=None)),
+    ], name=f"agent-lag-pgl-{name}").start() for name, pg in (("provider", prov), ("subscriber", sub))}
+    a_prov, a_sub = agents["provider"], agents["subscriber"]
+    pid = None
+    try:
+        a_prov.wait_state("provider", "ready", 15)
+        n = wait_for(lambda: (lambda x: x if x["state"] == "ready"
+                              and isinstance(x["lag_bytes"], int) else False)(
+                                  a_sub.node("subscriber")), 15, desc="subscriber lag read")
+        assert n["weight"] == 100, n
+        pid = wait_for(lambda: apply_worker_pid(sub), 30, desc="apply worker")
+        os.kill(pid, signal.SIGSTOP)
+        prov.sql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(200001, 300000) g",
+                 dbname="app")
+
+        def subscriber_behind():
+            x = a_sub.node("subscriber")
+            return x if isinstance(x["lag_bytes"], int) and x["lag_bytes"] > 4 * MB else False
+        wait_for(subscriber_behind, 30, desc="subscriber's own lag seen by its agent")
+        n = a_sub.wait_state("subscriber", "degraded", 10)
+        assert n["weight"] < 100 and "lag" in n["reason"], n
+        p = a_prov.node("provider")
+        assert p["state"] == "ready" and p["weight"] == 100 and p["lag_bytes"] == 0, p
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        n = a_sub.wait_state("subscriber", "ready", 60)
+        assert n["weight"] == 100, n
+        for a in (a_prov, a_sub):
+            assert REPL_SECRET not in a.log() and "pgl_repl" not in a.log()
+    finally:
+        if pid:
+            signal_quiet(pid, signal.SIGCONT)
+        for a in agents.values():
+            a.stop()
 
 
 # ---- BDR 1/2 catalog EMULATION, central mode --------------------------------
