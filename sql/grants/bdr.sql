@@ -11,6 +11,8 @@
 --   bdr.bdr_nodes: node_status, node_read_only of the local node;
 --   bdr.bdr_node_slots: node_name, walsender_active, replay_location;
 --   pgbdr_agent.bdr_slot_positions(): replay_location where it is hidden;
+--   bdr.bdr_connections: conn_dsn of the ready peers, per-node mode only
+--       (its host, port and dbname: where to read this node's lag);
 --   pg_current_wal_lsn(), pg_wal_lsn_diff(): PUBLIC.
 -- No superuser, no replication privilege, no write access: the one
 -- SECURITY DEFINER function below returns slot positions only.
