@@ -6,6 +6,9 @@
 --     ALTER ROLE pgbdr_monitor PASSWORD '...';
 --
 -- What the agent's pglogical probe reads:
+--   pglogical.subscription and pglogical.node_interface, per-node mode
+--       only: the interface DSN each subscription uses (its host, port
+--       and dbname: where to read this node's lag);
 --   pglogical.local_node joined with pglogical.node (the local node name);
 --   pglogical.show_subscription_status(): one row per subscription with
 --       its status (replicating, initializing, down, disabled, unknown).
