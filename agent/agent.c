@@ -21,6 +21,7 @@
 #include "evaluate.h"
 #include "lag.h"
 #include "membership.h"
+#include "peer_lag.h"
 #include "poller.h"
 #include "splitbrain.h"
 #include "systemd.h"
@@ -134,6 +135,22 @@ static int64_t track_since(int64_t since, bool now_true, int64_t now_ms)
 }
 
 /*
+ * Per-node mode: an agent watching one node alone. Its node's own lag
+ * comes from the peers its catalog names (peer_lag), and an isolated
+ * node (no peer replicates with it) takes no writes: alone, the agent
+ * cannot tell whether it is the survivor or the one cut off.
+ */
+static bool per_node(const struct agent *a)
+{
+	return a->n_nodes == 1;
+}
+
+static bool isolated_alone(const struct agent *a, const struct node *node)
+{
+	return per_node(a) && node->status.isolated && state_is_serving(node->status.state);
+}
+
+/*
  * An agent that watches one node and no peers cannot tell whether some
  * other agent names another node: it names its own only when the
  * config says this node is alone (leader_without_peers).
@@ -158,7 +175,8 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 
 		node->eligible_since_ms = track_since(node->eligible_since_ms,
 						      status_write_eligible(&node->status) &&
-						      may_lead_alone(a, node), now);
+						      may_lead_alone(a, node) &&
+						      !isolated_alone(a, node), now);
 		c[n++] = (struct leader_candidate){
 			.name = node->judged.name,
 			.priority = agent_catalog_view(a) ? 0 : node->cfg->priority,
@@ -267,6 +285,10 @@ static void local_choice(struct agent *a, char *out, size_t len)
 	if (a->leader.pending[0])
 		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
 			 "handing over to %s", a->leader.pending);
+	else if (a->n_nodes == 1 && isolated_alone(a, a->nodes[0]))
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
+			 "%s is isolated (no peer replicates with it): it takes no writes",
+			 a->nodes[0]->status.name);
 	else if (a->n_nodes == 1 && !may_lead_alone(a, a->nodes[0]))
 		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
 			 "no peers known to elect among (leader_without_peers = no)");
@@ -370,6 +392,24 @@ void agent_reload_done(struct agent *a)
 	systemd_ready_again(&a->systemd, &sum);
 }
 
+static struct poller_settings poller_settings_of(const struct agent_config *cfg);
+
+/* Per-node mode: the node's own lag from the peers its catalog names. */
+static void take_peer_lag(struct node *n, struct node_facts *facts)
+{
+	struct agent *a = n->agent;
+	struct poller_settings settings = poller_settings_of(&a->config);
+
+	if (!per_node(a) || a->config.peer_lag != PEER_LAG_CATALOG) {
+		peer_lag_free(n->peer_lag);
+		n->peer_lag = NULL;
+		return;
+	}
+	if (!n->peer_lag && !(n->peer_lag = peer_lag_new(a->base, a->dns, &a->log)))
+		return;
+	peer_lag_apply(n->peer_lag, n->cfg, &settings, n->judged.name, facts);
+}
+
 static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
 {
 	struct node *n = arg;
@@ -381,6 +421,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 
 	n->facts = *probed;
 	take_peer_view(n, &judged_facts);
+	take_peer_lag(n, &judged_facts);
 	read_policy.read_only = READ_ONLY_READY;
 	count_probe(n, facts, check_ms);
 	evaluate(facts, &a->config.policy, &n->judged, now, &n->judged);
@@ -531,6 +572,7 @@ static void node_free(struct node *n)
 	if (!n)
 		return;
 	poller_free(n->poller);
+	peer_lag_free(n->peer_lag);
 	free(n);
 }
 
@@ -540,7 +582,7 @@ static void node_free(struct node *n)
  */
 static int fd_reserve_for(int n_nodes)
 {
-	return 32 + 2 * n_nodes;
+	return 32 + 2 * n_nodes + (n_nodes == 1 ? PEER_LAG_FDS : 0);
 }
 
 static int create_nodes(struct agent *a)

@@ -23,6 +23,7 @@ struct event_base;
 struct evdns_base;
 struct event;
 struct poller;
+struct peer_lag;
 struct http_server;
 struct spop_server;
 struct agentcheck_server;
@@ -48,6 +49,8 @@ struct node {
 	/* the last round's facts, for the peers' lag in central mode */
 	struct node_facts facts;
 	struct poller *poller;
+	/* per-node mode: connections to the peers that know this node's lag */
+	struct peer_lag *peer_lag;
 	bool probed;                   /* at least one round finished */
 	int64_t eligible_since_ms;     /* write candidate since, 0 if not */
 

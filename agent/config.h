@@ -42,6 +42,12 @@ enum log_destination {
 	LOG_TO_SYSLOG,
 };
 
+/* Per-node mode: where a node's own lag comes from when only its peers know it. */
+enum peer_lag_mode {
+	PEER_LAG_CATALOG = 0, /* ask the peers the node's catalog names */
+	PEER_LAG_OFF,         /* leave it unknown */
+};
+
 #define ETCD_MAX_ENDPOINTS 8
 
 /*
@@ -91,6 +97,7 @@ struct agent_config {
 	int64_t leader_return_delay_ms;  /* preferred leader's comeback delay */
 	int64_t leader_handover_ms;      /* no leader between two leaders */
 	bool leader_without_peers;       /* one node, no peer list: may lead */
+	enum peer_lag_mode peer_lag;     /* default catalog */
 	int64_t spoe_max_frame_size;     /* our max-frame-size */
 	int64_t spoe_max_fragmented;     /* cap for reassembled NOTIFY */
 	int max_clients;                 /* per listener */

@@ -165,6 +165,7 @@ static void record_facts(const struct node_facts *facts, int64_t now_ms,
 	if (facts->flavor != FLAVOR_AUTO)
 		out->flavor = facts->flavor;
 	out->read_only = facts->read_only;
+	out->isolated = facts->isolated;
 	out->timeline = facts->timeline;
 	out->lag_bytes_known = facts->lag_bytes_known;
 	out->lag_bytes = facts->lag_bytes;
@@ -251,8 +252,9 @@ static void judge_serving(const struct node_facts *facts,
 
 	if (lag_unknown_under_limit(facts, policy)) {
 		set_verdict(v, STATE_DEGRADED, clamp_int(policy->min_weight, 0, 100));
-		set_reason(v->reason, "replication lag unknown, weight %d%% (a lag limit is set)",
-			   v->weight);
+		set_reason(v->reason, "replication lag unknown, weight %d%% (a lag limit is set)%s%.*s",
+			   v->weight, facts->lag_unknown_why[0] ? ": " : "", TEXT_MAX / 2,
+			   facts->lag_unknown_why);
 	} else {
 		if (facts->lag_bytes_known)
 			weight = weight_for_lag(policy, facts->lag_bytes);

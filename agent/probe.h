@@ -30,6 +30,10 @@ struct conn_caps {
 	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
 	/* sql/grants/bdr.sql's pgbdr_agent.bdr_slot_positions(), executable */
 	bool bdr_slot_positions;
+	/* may read the peers' DSNs: bdr.bdr_connections, pglogical's
+	 * node_interface and subscription (for per-node lag) */
+	bool bdr_peer_dsns;
+	bool pglogical_peer_dsns;
 	/* PGD catalog shape: 3.7, 4 and 5 differ in these */
 	bool pgd_has_node_kind;    /* bdr.node_summary.node_kind_name (5) */
 	bool pgd_has_decoder_slot; /* bdr.node_slots.is_decoder_slot (4, 5) */
@@ -99,6 +103,14 @@ void probe_take_peers(const PGresult *res, int col, struct node_facts *facts);
  */
 void probe_take_outgoing(const PGresult *res, int col, struct node_facts *facts);
 void probe_take_incoming(const PGresult *res, int col, struct node_facts *facts);
+
+/*
+ * The peers' DSNs come as name, chr(31), DSN, chr(30) between peers,
+ * and are filtered at once to their addresses (peer_dsn.h); readable
+ * false (the role may not read them) records that instead.
+ */
+void probe_take_peer_dsns(const PGresult *res, int col, bool readable,
+			  struct node_facts *facts);
 
 /*
  * The rule every flavor shares for subscriptions that are not applying
