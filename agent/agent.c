@@ -22,6 +22,7 @@
 #include "evaluate.h"
 #include "lag.h"
 #include "membership.h"
+#include "peer_lag.h"
 #include "poller.h"
 #include "splitbrain.h"
 #include "systemd.h"
@@ -86,13 +87,14 @@ static void log_transition(const struct agent *a, const struct node_status *befo
  */
 static void guard_split_brain(const struct node *n, struct node_status *next)
 {
-	const struct node_status *others[64];
+	const struct node_status *others[MAX_NODES];
 	char why[REASON_MAX];
 	int k = 0;
 
-	for (int i = 0; i < n->agent->n_nodes && k < 64; i++)
-		if (&n->agent->nodes[i] != n)
-			others[k++] = &n->agent->nodes[i].judged;
+	/* n_nodes <= MAX_NODES: the config rejects more */
+	for (int i = 0; i < n->agent->n_nodes && k < MAX_NODES; i++)
+		if (n->agent->nodes[i] != n)
+			others[k++] = &n->agent->nodes[i]->judged;
 	if (!split_brain_blocks_writes(&n->judged, others, k, why, sizeof(why)))
 		return;
 	next->read_only = true;
@@ -118,12 +120,12 @@ static void publish(struct node *n)
 static void publish_all(struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)
-		publish(&a->nodes[i]);
+		publish(a->nodes[i]);
 }
 
 bool agent_catalog_view(const struct agent *a)
 {
-	return a->n_nodes == 1 && a->nodes[0].cfg->classic;
+	return a->n_nodes == 1 && a->nodes[0]->cfg->classic;
 }
 
 static int64_t track_since(int64_t since, bool now_true, int64_t now_ms)
@@ -131,6 +133,22 @@ static int64_t track_since(int64_t since, bool now_true, int64_t now_ms)
 	if (!now_true)
 		return 0;
 	return since ? since : now_ms;
+}
+
+/*
+ * Per-node mode: an agent watching one node alone. Its node's own lag
+ * comes from the peers its catalog names (peer_lag), and an isolated
+ * node (no peer replicates with it) takes no writes: alone, the agent
+ * cannot tell whether it is the survivor or the one cut off.
+ */
+static bool per_node(const struct agent *a)
+{
+	return a->n_nodes == 1;
+}
+
+static bool isolated_alone(const struct agent *a, const struct node *node)
+{
+	return per_node(a) && node->status.isolated && state_is_serving(node->status.state);
 }
 
 /*
@@ -154,11 +172,12 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 
 	/* node->status is published (maintenance applied) before any election */
 	for (int i = 0; i < a->n_nodes && n < max; i++) {
-		struct node *node = &a->nodes[i];
+		struct node *node = a->nodes[i];
 
 		node->eligible_since_ms = track_since(node->eligible_since_ms,
 						      status_write_eligible(&node->status) &&
-						      may_lead_alone(a, node), now);
+						      may_lead_alone(a, node) &&
+						      !isolated_alone(a, node), now);
 		c[n++] = (struct leader_candidate){
 			.name = node->judged.name,
 			.priority = agent_catalog_view(a) ? 0 : node->cfg->priority,
@@ -168,8 +187,8 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 	}
 	if (!agent_catalog_view(a))
 		return n;
-	for (int i = 0; i < a->nodes[0].n_peers && n < max; i++) {
-		struct node *node = &a->nodes[0];
+	for (int i = 0; i < a->nodes[0]->n_peers && n < max; i++) {
+		struct node *node = a->nodes[0];
 
 		c[n++] = (struct leader_candidate){
 			.name = node->peers[i].name,
@@ -189,7 +208,7 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 static const char *catalog_choice(const struct agent *a, const struct leader_candidate *c, int n)
 {
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *node = &a->nodes[i];
+		const struct node *node = a->nodes[i];
 
 		if (!node->catalog_write_leader[0] || !state_is_serving(node->judged.state))
 			continue;
@@ -224,7 +243,8 @@ static bool view_is_complete(const struct agent *a, int64_t now)
 
 static void elect_locally(struct agent *a, int64_t now)
 {
-	struct leader_candidate c[MAX_PEERS + 64];
+	/* every node, and in catalog mode its peers: n_nodes <= MAX_NODES */
+	struct leader_candidate c[MAX_NODES + MAX_PEERS];
 	int n = collect_candidates(a, now, c, (int)(sizeof(c) / sizeof(c[0])));
 
 	follow_catalog_choice(a, c, n);
@@ -238,7 +258,7 @@ static void elect_locally(struct agent *a, int64_t now)
 static const char *campaign_candidate(const struct agent *a)
 {
 	if (a->n_nodes == 1)
-		return a->nodes[0].eligible_since_ms ? a->nodes[0].judged.name : "";
+		return a->nodes[0]->eligible_since_ms ? a->nodes[0]->judged.name : "";
 	return a->leader.leader;
 }
 
@@ -266,7 +286,11 @@ static void local_choice(struct agent *a, char *out, size_t len)
 	if (a->leader.pending[0])
 		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
 			 "handing over to %s", a->leader.pending);
-	else if (a->n_nodes == 1 && !may_lead_alone(a, &a->nodes[0]))
+	else if (a->n_nodes == 1 && isolated_alone(a, a->nodes[0]))
+		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
+			 "%s is isolated (no peer replicates with it): it takes no writes",
+			 a->nodes[0]->status.name);
+	else if (a->n_nodes == 1 && !may_lead_alone(a, a->nodes[0]))
 		snprintf(a->no_leader_reason, sizeof(a->no_leader_reason),
 			 "no peers known to elect among (leader_without_peers = no)");
 	else
@@ -323,14 +347,68 @@ static void remember_peers(struct node *n, const struct node_facts *facts, int64
  */
 static void take_peer_view(const struct node *n, struct node_facts *facts)
 {
-	const struct node_facts *peers[64];
+	const struct node_facts *peers[MAX_NODES];
 	int k = 0;
 
-	for (int i = 0; i < n->agent->n_nodes && k < 64; i++)
-		if (&n->agent->nodes[i] != n)
-			peers[k++] = &n->agent->nodes[i].facts;
+	for (int i = 0; i < n->agent->n_nodes && k < MAX_NODES; i++)
+		if (n->agent->nodes[i] != n)
+			peers[k++] = &n->agent->nodes[i]->facts;
 	parted_by_peers(facts, peers, k);
 	lag_from_peers(facts, peers, k);
+}
+
+static struct systemd_summary systemd_summary_of(const struct agent *a)
+{
+	return (struct systemd_summary){
+		.ready_nodes = agent_ready_nodes(a),
+		.n_nodes = a->n_nodes,
+		.write_leader = agent_write_leader(a),
+		.maintenance = a->maintenance,
+		.all_probed = agent_all_probed(a),
+	};
+}
+
+static void notify_systemd(struct agent *a)
+{
+	struct systemd_summary sum = systemd_summary_of(a);
+
+	systemd_update(&a->systemd, &sum);
+}
+
+void agent_serving(struct agent *a)
+{
+	a->systemd.listening = true;
+	systemd_start_watchdog(&a->systemd, a->base);
+}
+
+void agent_stop_serving(struct agent *a)
+{
+	systemd_stop_watchdog(&a->systemd);
+}
+
+void agent_reload_done(struct agent *a)
+{
+	struct systemd_summary sum = systemd_summary_of(a);
+
+	systemd_ready_again(&a->systemd, &sum);
+}
+
+static struct poller_settings poller_settings_of(const struct agent_config *cfg);
+
+/* Per-node mode: the node's own lag from the peers its catalog names. */
+static void take_peer_lag(struct node *n, struct node_facts *facts)
+{
+	struct agent *a = n->agent;
+	struct poller_settings settings = poller_settings_of(&a->config);
+
+	if (!per_node(a) || a->config.peer_lag != PEER_LAG_CATALOG) {
+		peer_lag_free(n->peer_lag);
+		n->peer_lag = NULL;
+		return;
+	}
+	if (!n->peer_lag && !(n->peer_lag = peer_lag_new(a->base, a->dns, &a->log)))
+		return;
+	peer_lag_apply(n->peer_lag, n->cfg, &settings, n->judged.name, facts);
 }
 
 static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
@@ -344,10 +422,11 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 
 	n->facts = *probed;
 	take_peer_view(n, &judged_facts);
+	take_peer_lag(n, &judged_facts);
 	read_policy.read_only = READ_ONLY_READY;
 	count_probe(n, facts, check_ms);
-	evaluate(facts, &a->config.policy, &n->judged, false, now, &n->judged);
-	evaluate(facts, &read_policy, &n->judged_read, false, now, &n->judged_read);
+	evaluate(facts, &a->config.policy, &n->judged, now, &n->judged);
+	evaluate(facts, &read_policy, &n->judged_read, now, &n->judged_read);
 	n->judged.check_ms = check_ms;
 	node_refresh_name(n, facts);
 	/* while Raft elects, the last known write leader stays (raft_grace) */
@@ -366,7 +445,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 			 flavor_name(n->status.flavor));
 	n->probed = true;
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 
 	if (a->exit_after_first_round && agent_all_probed(a))
 		event_base_loopbreak(a->base);
@@ -381,7 +460,7 @@ static void set_maintenance(struct agent *a, bool on)
 		 on ? "present: draining" : "removed: back in service");
 	publish_all(a);
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 }
 
 static void check_maintenance(struct agent *a)
@@ -443,14 +522,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (a->inotify_fd < 0)
 		check_maintenance(a);
 	for (int i = 0; i < a->n_nodes; i++) {
-		struct node *n = &a->nodes[i];
+		struct node *n = a->nodes[i];
 
 		evaluate_staleness(&n->judged_read, &a->config.policy, now);
 		if (evaluate_staleness(&n->judged, &a->config.policy, now))
 			publish(n);
 	}
 	update_leader(a);
-	systemd_update(a);
+	notify_systemd(a);
 }
 
 static struct poller_settings poller_settings_of(const struct agent_config *cfg)
@@ -461,11 +540,18 @@ static struct poller_settings poller_settings_of(const struct agent_config *cfg)
 	};
 }
 
-static int node_init(struct agent *a, struct node *n, const struct node_config *cfg)
+/*
+ * Each node is allocated on its own, so its address is stable for as
+ * long as it is monitored: its poller calls back with it, and reads its
+ * config through it, across reloads.
+ */
+static struct node *node_new(struct agent *a, const struct node_config *cfg)
 {
 	struct poller_settings settings = poller_settings_of(&a->config);
+	struct node *n = calloc(1, sizeof(*n));
 
-	memset(n, 0, sizeof(*n));
+	if (!n)
+		return NULL;
 	n->agent = a;
 	n->cfg = cfg;
 	n->judged.flavor = cfg->flavor;
@@ -473,9 +559,22 @@ static int node_init(struct agent *a, struct node *n, const struct node_config *
 	n->judged_read = n->judged;
 	node_refresh_name(n, NULL);
 	n->status = n->judged;
-	n->poller = poller_new(a->base, a->dns, cfg, &settings, &a->log, n->judged.name,
+	n->poller = poller_new(a->base, a->dns, &n->cfg, &settings, &a->log, n->judged.name,
 			       on_round_finished, n);
-	return n->poller ? 0 : -1;
+	if (!n->poller) {
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+static void node_free(struct node *n)
+{
+	if (!n)
+		return;
+	poller_free(n->poller);
+	peer_lag_free(n->peer_lag);
+	free(n);
 }
 
 /*
@@ -484,18 +583,18 @@ static int node_init(struct agent *a, struct node *n, const struct node_config *
  */
 static int fd_reserve_for(int n_nodes)
 {
-	return 32 + 2 * n_nodes;
+	return 32 + 2 * n_nodes + (n_nodes == 1 ? PEER_LAG_FDS : 0);
 }
 
 static int create_nodes(struct agent *a)
 {
 	a->n_nodes = a->config.n_nodes;
 	a->fd_reserve = fd_reserve_for(a->n_nodes);
-	a->nodes = calloc((size_t)a->n_nodes, sizeof(*a->nodes));
+	a->nodes = calloc((size_t)a->n_nodes + 1, sizeof(*a->nodes));
 	if (!a->nodes)
 		return -1;
 	for (int i = 0; i < a->n_nodes; i++)
-		if (node_init(a, &a->nodes[i], &a->config.nodes[i]) < 0)
+		if (!(a->nodes[i] = node_new(a, &a->config.nodes[i])))
 			return -1;
 	return 0;
 }
@@ -515,7 +614,7 @@ static struct evdns_base *create_resolver(struct event_base *base)
 
 int agent_init(struct agent *a, struct agent_config *config)
 {
-	struct timeval tick = { .tv_sec = 0, .tv_usec = 100 * 1000 };
+	struct timeval tick = ms_to_timeval(100);
 
 	memset(a, 0, sizeof(*a));
 	a->inotify_fd = -1;
@@ -563,7 +662,7 @@ static bool same_node(const struct node_config *x, const struct node_config *y)
 static int find_kept_node(const struct agent *a, const struct node_config *cfg, const bool *taken)
 {
 	for (int j = 0; j < a->n_nodes; j++)
-		if (!taken[j] && same_node(a->nodes[j].cfg, cfg))
+		if (!taken[j] && same_node(a->nodes[j]->cfg, cfg))
 			return j;
 	return -1;
 }
@@ -585,40 +684,48 @@ static void warn_about_restart_only_changes(struct agent *a, const struct agent_
 			    "the listeners stay as they are");
 }
 
+/* Undo a rebuild that could not finish: free the nodes it made. */
+static void drop_fresh_nodes(struct node **nodes, const bool *fresh, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fresh[i])
+			node_free(nodes[i]);
+}
+
 /*
  * Build the new node table: nodes whose connection parameters did not
- * change keep their poller, connection and status history; new ones
- * start polling; the rest are stopped. Pollers point back at their
- * node, so each kept poller is rebound to its new slot.
+ * change keep their poller, connection and status history (and their
+ * address: the poller follows the node's new cfg by itself); new ones
+ * start polling; the rest are stopped. Every new node is made before
+ * anything changes, so that running out of memory keeps the old table.
  */
 static int rebuild_nodes(struct agent *a, struct agent_config *next, int *added, int *removed)
 {
-	struct node *nodes = calloc((size_t)next->n_nodes, sizeof(*nodes));
+	struct node **nodes = calloc((size_t)next->n_nodes + 1, sizeof(*nodes));
 	bool *taken = calloc((size_t)a->n_nodes + 1, sizeof(*taken));
 	bool *fresh = calloc((size_t)next->n_nodes + 1, sizeof(*fresh));
 
-	if (!nodes || !taken || !fresh) {
-		free(nodes);
-		free(taken);
-		free(fresh);
-		return -1;
-	}
+	if (!nodes || !taken || !fresh)
+		goto fail;
 	for (int i = 0; i < next->n_nodes; i++) {
 		int j = find_kept_node(a, &next->nodes[i], taken);
 
 		if (j >= 0) {
 			taken[j] = true;
 			nodes[i] = a->nodes[j];
-			nodes[i].cfg = &next->nodes[i];
-		} else {
-			fresh[i] = true;
+			continue;
+		}
+		fresh[i] = true;
+		if (!(nodes[i] = node_new(a, &next->nodes[i]))) {
+			drop_fresh_nodes(nodes, fresh, i);
+			goto fail;
 		}
 	}
 	*removed = 0;
 	for (int j = 0; j < a->n_nodes; j++) {
 		if (!taken[j]) {
-			log_info(&a->log, "reload: node %s removed", a->nodes[j].status.name);
-			poller_free(a->nodes[j].poller);
+			log_info(&a->log, "reload: node %s removed", a->nodes[j]->status.name);
+			node_free(a->nodes[j]);
 			(*removed)++;
 		}
 	}
@@ -635,22 +742,25 @@ static int rebuild_nodes(struct agent *a, struct agent_config *next, int *added,
 
 	*added = 0;
 	for (int i = 0; i < a->n_nodes; i++) {
-		struct node *n = &a->nodes[i];
+		struct node *n = a->nodes[i];
 		struct poller_settings settings = poller_settings_of(&a->config);
 
+		n->cfg = &a->config.nodes[i];
 		if (fresh[i]) {
-			if (node_init(a, n, &a->config.nodes[i]) < 0)
-				continue;
 			log_info(&a->log, "reload: node %s added", n->status.name);
 			poller_start(n->poller);
 			(*added)++;
-			continue;
+		} else {
+			poller_set_settings(n->poller, &settings);
 		}
-		poller_rebind(n->poller, n->cfg, n->judged.name, n);
-		poller_set_settings(n->poller, &settings);
 	}
 	free(fresh);
 	return 0;
+fail:
+	free(nodes);
+	free(taken);
+	free(fresh);
+	return -1;
 }
 
 static void unwatch_maintenance_file(struct agent *a)
@@ -694,7 +804,7 @@ int agent_reload(struct agent *a, struct agent_config *next)
 void agent_start_pollers(struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)
-		poller_start(a->nodes[i].poller);
+		poller_start(a->nodes[i]->poller);
 	/* --once and --inetd look, they never campaign */
 	if (a->etcd && !a->exit_after_first_round)
 		etcd_start(a->etcd);
@@ -709,7 +819,7 @@ void agent_run_first_round(struct agent *a)
 {
 	/* a round cannot outlast timeout; the margin covers loop latency */
 	int64_t ms = a->config.timeout_ms + 500;
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = ms_to_timeval(ms);
 	struct event *limit = evtimer_new(a->base, on_first_round_timeout, a->base);
 
 	a->exit_after_first_round = true;
@@ -731,8 +841,8 @@ void agent_resign(struct agent *a)
 
 void agent_free(struct agent *a)
 {
-	for (int i = 0; i < a->n_nodes; i++)
-		poller_free(a->nodes[i].poller);
+	for (int i = 0; a->nodes && i < a->n_nodes; i++)
+		node_free(a->nodes[i]);
 	free(a->nodes);
 	a->nodes = NULL;
 	etcd_free(a->etcd);
@@ -747,10 +857,26 @@ void agent_free(struct agent *a)
 	config_free(&a->config);
 }
 
+struct listener_setup agent_listener_setup(struct agent *a, enum listener_kind kind,
+					   const struct listener_protocol *protocol, void *arg)
+{
+	return (struct listener_setup){
+		.kind = kind,
+		.protocol = protocol,
+		.arg = arg,
+		.budget = &a->client_memory,
+		.allow = &a->config.allow_from,
+		.max_clients = &a->config.max_clients,
+		.fd_reserve = &a->fd_reserve,
+		.log = &a->log,
+		.counters = &a->counters.listeners[kind],
+	};
+}
+
 const struct node *agent_find_node(const struct agent *a, const char *name)
 {
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = &a->nodes[i];
+		const struct node *n = a->nodes[i];
 
 		if (strcmp(n->status.name, name) == 0 ||
 		    (n->cfg->name[0] && strcmp(n->cfg->name, name) == 0))
@@ -761,13 +887,13 @@ const struct node *agent_find_node(const struct agent *a, const char *name)
 
 const struct node *agent_default_node(const struct agent *a)
 {
-	return a->n_nodes > 0 ? &a->nodes[a->default_node] : NULL;
+	return a->n_nodes > 0 ? a->nodes[a->default_node] : NULL;
 }
 
 bool agent_all_probed(const struct agent *a)
 {
 	for (int i = 0; i < a->n_nodes; i++)
-		if (!a->nodes[i].probed)
+		if (!a->nodes[i]->probed)
 			return false;
 	return true;
 }
@@ -805,7 +931,7 @@ const struct node *agent_best_node(const struct agent *a)
 	const struct node *best = NULL;
 
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = &a->nodes[i];
+		const struct node *n = a->nodes[i];
 
 		if (state_is_serving(n->status.state) && (!best || less_lagged(n, best)))
 			best = n;
@@ -818,6 +944,6 @@ int agent_ready_nodes(const struct agent *a)
 	int count = 0;
 
 	for (int i = 0; i < a->n_nodes; i++)
-		count += state_is_serving(a->nodes[i].status.state);
+		count += state_is_serving(a->nodes[i]->status.state);
 	return count;
 }

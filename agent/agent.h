@@ -12,14 +12,18 @@
 
 #include "cluster.h"
 #include "config.h"
+#include "counters.h"
+#include "listener.h"
 #include "log.h"
 #include "memory_budget.h"
 #include "status.h"
+#include "systemd.h"
 
 struct event_base;
 struct evdns_base;
 struct event;
 struct poller;
+struct peer_lag;
 struct http_server;
 struct spop_server;
 struct agentcheck_server;
@@ -45,6 +49,8 @@ struct node {
 	/* the last round's facts, for the peers' lag in central mode */
 	struct node_facts facts;
 	struct poller *poller;
+	/* per-node mode: connections to the peers that know this node's lag */
+	struct peer_lag *peer_lag;
 	bool probed;                   /* at least one round finished */
 	int64_t eligible_since_ms;     /* write candidate since, 0 if not */
 
@@ -69,7 +75,7 @@ struct agent {
 	struct agent_config config;
 	struct logger log;
 
-	struct node *nodes;            /* owned, config->n_nodes entries */
+	struct node **nodes;           /* owned, config->n_nodes entries, each allocated */
 	int n_nodes;
 	/* open files kept for the pollers and the loop: listeners refuse clients first */
 	int fd_reserve;
@@ -93,15 +99,10 @@ struct agent {
 	char hostname[NODE_NAME_MAX];
 	int64_t started_at_ms;
 
-	/* systemd: READY=1 goes out once the listeners are bound and every
-	 * node has been probed; STATUS= only when the summary changes */
-	bool listening;
-	bool sd_ready_sent;
-	char sd_status[160];
-	struct event *watchdog;
+	struct systemd_state systemd;
 
-	uint64_t reloads;
-	uint64_t reload_failures;
+	/* every listener's and protocol's, as plain data: metrics.c reads them */
+	struct agent_counters counters;
 
 	/* bumped whenever a status is published (every probe round, leader
 	 * and maintenance changes): lets a poller tell a new answer from an
@@ -129,8 +130,25 @@ int agent_reload(struct agent *a, struct agent_config *next);
 void agent_resign(struct agent *a);
 void agent_free(struct agent *a);
 
+/*
+ * The listeners are bound: from now on systemd hears READY=1 (once
+ * every node was probed), STATUS= lines and watchdog pings.
+ */
+void agent_serving(struct agent *a);
+void agent_stop_serving(struct agent *a);
+/* After SIGHUP, whatever came of it: READY=1 again ends RELOADING=1. */
+void agent_reload_done(struct agent *a);
+
 /* Run the loop until every node has finished one round or timeout passes. */
 void agent_run_first_round(struct agent *a);
+
+/*
+ * A listener of this agent for a protocol: allow_from, max_clients and
+ * the fd reserve are read live (a reload applies), and the counters
+ * are the agent's. arg goes to the protocol's callbacks.
+ */
+struct listener_setup agent_listener_setup(struct agent *a, enum listener_kind kind,
+					   const struct listener_protocol *protocol, void *arg);
 
 const struct node *agent_find_node(const struct agent *a, const char *name);
 

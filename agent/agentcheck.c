@@ -14,11 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <strings.h>
 
 #include "agentcheck.h"
 #include "ask.h"
+#include "clock.h"
 #include "listener.h"
 #include "scrub.h"
 #include "units.h"
@@ -28,15 +28,12 @@
 struct agentcheck_server {
 	struct agent *agent;
 	struct listener *listener;
-	LIST_HEAD(, agentcheck_conn) conns; /* open connections, freed at shutdown */
-	int open_connections;
-	struct agentcheck_stats stats;
+	struct agentcheck_counters *counters; /* the agent's */
 };
 
 struct agentcheck_conn {
+	struct listener_conn lc; /* first: the listener allocates and links it */
 	struct agentcheck_server *server;
-	LIST_ENTRY(agentcheck_conn) link;
-	struct bufferevent *bev;
 	struct event *wait_timer; /* for a client that never sends its line */
 	bool replied;
 };
@@ -138,14 +135,13 @@ void agentcheck_format_reply(const struct agent *a, const char *request,
 	format_answer(&ans, buf, len);
 }
 
-static void conn_free(struct agentcheck_conn *c)
+/* The listener's close callback: what is agent-check's own. */
+static void on_close(struct listener_conn *lc)
 {
-	LIST_REMOVE(c, link);
-	c->server->open_connections--;
+	struct agentcheck_conn *c = (struct agentcheck_conn *)lc;
+
 	if (c->wait_timer)
 		event_free(c->wait_timer);
-	bufferevent_free(c->bev);
-	free(c);
 }
 
 static void on_written(struct bufferevent *bev, void *arg)
@@ -153,7 +149,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 	struct agentcheck_conn *c = arg;
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		conn_free(c);
+		listener_conn_close(&c->lc);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -165,13 +161,13 @@ static void reply(struct agentcheck_conn *c, const char *request)
 	if (c->replied)
 		return;
 	c->replied = true;
-	c->server->stats.replies++;
+	c->server->counters->replies++;
 	if (c->wait_timer)
 		event_del(c->wait_timer);
 	agentcheck_format_reply(c->server->agent, request, line, sizeof(line));
-	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setcb(c->bev, NULL, on_written, on_event, c);
-	bufferevent_write(c->bev, line, strlen(line));
+	bufferevent_disable(c->lc.bev, EV_READ);
+	bufferevent_setcb(c->lc.bev, NULL, on_written, on_event, c);
+	bufferevent_write(c->lc.bev, line, strlen(line));
 }
 
 /*
@@ -182,18 +178,18 @@ static void reply(struct agentcheck_conn *c, const char *request)
  */
 static void reply_to_input(struct agentcheck_conn *c, size_t len)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = bufferevent_get_input(c->lc.bev);
 	char line[REQUEST_MAX + 1];
 
 	if (len > REQUEST_MAX) {
-		c->server->stats.bad_requests++;
+		c->server->counters->bad_requests++;
 		reply(c, "bad request line too long");
 		return;
 	}
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
 	if (memchr(line, '\0', len)) {
-		c->server->stats.bad_requests++;
+		c->server->counters->bad_requests++;
 		reply(c, "bad request with a NUL byte");
 		return;
 	}
@@ -211,7 +207,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* error or timeout: nothing more to say to this client */
-	conn_free(c);
+	listener_conn_close(&c->lc);
 }
 
 static void on_readable(struct bufferevent *bev, void *arg)
@@ -231,58 +227,51 @@ static void on_wait_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct agentcheck_conn *c = arg;
 
-	reply_to_input(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
+	reply_to_input(c, evbuffer_get_length(bufferevent_get_input(c->lc.bev)));
 }
 
-static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
+/* The listener's open callback: timeouts and callbacks of a new client. */
+static int on_open(void *arg, struct listener_conn *lc, const struct sockaddr *sa, int socklen)
 {
 	struct agentcheck_server *s = arg;
-	struct agent *a = s->agent;
-	struct agentcheck_conn *c;
-	struct timeval io_timeout = { .tv_sec = a->config.client_timeout_ms / 1000,
-				      .tv_usec = (a->config.client_timeout_ms % 1000) * 1000 };
+	struct agentcheck_conn *c = (struct agentcheck_conn *)lc;
+	const struct agent_config *cfg = &s->agent->config;
+	struct timeval io_timeout = ms_to_timeval(cfg->client_timeout_ms);
+	struct timeval wait = ms_to_timeval(cfg->agent_send_wait_ms);
 
-	s->stats.connections++;
-	if (s->open_connections >= a->config.max_clients ||
-	    !(c = calloc(1, sizeof(*c)))) {
-		s->stats.over_capacity++;
-		evutil_closesocket(fd);
-		return;
-	}
 	c->server = s;
-	c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		evutil_closesocket(fd);
-		free(c);
-		return;
-	}
-	s->open_connections++;
-	LIST_INSERT_HEAD(&s->conns, c, link);
-	bufferevent_set_timeouts(c->bev, &io_timeout, &io_timeout);
 	/* with one node too: its agent-send line may ask about writes */
-	c->wait_timer = evtimer_new(a->base, on_wait_expired, c);
-	if (c->wait_timer) {
-		struct timeval wait = { .tv_sec = a->config.agent_send_wait_ms / 1000,
-					.tv_usec = (a->config.agent_send_wait_ms % 1000) * 1000 };
-
-		evtimer_add(c->wait_timer, &wait);
-	}
-	bufferevent_setcb(c->bev, on_readable, NULL, on_event, c);
-	bufferevent_enable(c->bev, EV_READ);
+	c->wait_timer = evtimer_new(s->agent->base, on_wait_expired, c);
+	if (!c->wait_timer)
+		return -1;
+	evtimer_add(c->wait_timer, &wait);
+	bufferevent_set_timeouts(c->lc.bev, &io_timeout, &io_timeout);
+	bufferevent_setcb(c->lc.bev, on_readable, NULL, on_event, c);
+	bufferevent_enable(c->lc.bev, EV_READ);
+	return 0;
 }
+
+/* A reply is one line: no memory budget, the kernel's send buffer. */
+static const struct listener_protocol agentcheck_protocol = {
+	.conn_size = sizeof(struct agentcheck_conn),
+	.open = on_open,
+	.close = on_close,
+};
 
 struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct listen_addr *addr,
 						char *err, size_t errlen)
 {
 	struct agentcheck_server *s = calloc(1, sizeof(*s));
+	struct listener_setup setup = agent_listener_setup(a, LISTENER_AGENTCHECK,
+							   &agentcheck_protocol, s);
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	s->agent = a;
-	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log,
-				   &a->fd_reserve, "agent-check", on_accept, s, err, errlen);
+	s->counters = &a->counters.agentcheck;
+	s->listener = listener_new(a->base, addr, &setup, err, errlen);
 	if (!s->listener) {
 		free(s);
 		return NULL;
@@ -294,23 +283,6 @@ void agentcheck_server_free(struct agentcheck_server *s)
 {
 	if (!s)
 		return;
-	while (!LIST_EMPTY(&s->conns))
-		conn_free(LIST_FIRST(&s->conns));
 	listener_free(s->listener);
 	free(s);
-}
-
-const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_server *s)
-{
-	return &s->stats;
-}
-
-uint64_t agentcheck_server_refused(const struct agentcheck_server *s)
-{
-	return listener_stats(s->listener)->refused;
-}
-
-const struct listener_stats *agentcheck_server_listener_stats(const struct agentcheck_server *s)
-{
-	return listener_stats(s->listener);
 }

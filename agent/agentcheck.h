@@ -13,14 +13,6 @@
 #include "units.h"
 
 struct agentcheck_server;
-struct listener_stats;
-
-struct agentcheck_stats {
-	uint64_t connections;
-	uint64_t replies;
-	uint64_t bad_requests;
-	uint64_t over_capacity; /* closed because of max_clients */
-};
 
 /*
  * The reply line, '\n'-terminated, for a request line such as
@@ -31,9 +23,7 @@ void agentcheck_format_reply(const struct agent *a, const char *request,
 
 struct agentcheck_server *agentcheck_server_new(struct agent *a, const struct listen_addr *addr,
 						char *err, size_t errlen);
+/* Closes every connection too. Counters: struct agent (counters.h). */
 void agentcheck_server_free(struct agentcheck_server *s);
-const struct agentcheck_stats *agentcheck_server_stats(const struct agentcheck_server *s);
-uint64_t agentcheck_server_refused(const struct agentcheck_server *s);
-const struct listener_stats *agentcheck_server_listener_stats(const struct agentcheck_server *s);
 
 #endif

@@ -49,10 +49,10 @@ const struct node *ask_best(const struct agent *a, enum duty duty,
 		struct answer_node v;
 		struct answer ans;
 
-		view_of(&a->nodes[i], &v);
+		view_of(a->nodes[i], &v);
 		answer_for(&v, &c, duty, limits, &ans);
 		if (!best || answer_better(&ans, out)) {
-			best = &a->nodes[i];
+			best = a->nodes[i];
 			*out = ans;
 		}
 	}

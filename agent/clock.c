@@ -25,6 +25,14 @@ int64_t wall_clock_ms(void)
 	return read_clock_ms(CLOCK_REALTIME);
 }
 
+struct timeval ms_to_timeval(int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	return tv;
+}
+
 void format_mono_as_iso8601(int64_t mono_ms, char *buf, size_t len)
 {
 	int64_t wall = wall_clock_ms() - (clock_ms() - mono_ms);

@@ -67,6 +67,7 @@ enum setting_type {
 	TYPE_LOG_LEVEL, /* enum log_level */
 	TYPE_LOG_DEST,  /* enum log_destination */
 	TYPE_READ_ONLY, /* enum read_only_policy */
+	TYPE_PEER_LAG,  /* enum peer_lag_mode */
 };
 
 /* One [agent] or [policy] key: where it lives in agent_config, its bounds. */
@@ -104,6 +105,7 @@ static const struct setting settings[] = {
 	AGENT("leader_return_delay", TYPE_DURATION, leader_return_delay_ms, 0, MS_PER_D),
 	AGENT("leader_handover", TYPE_DURATION, leader_handover_ms, 0, MS_PER_H),
 	AGENT("leader_without_peers", TYPE_BOOL, leader_without_peers, 0, 0),
+	AGENT("peer_lag", TYPE_PEER_LAG, peer_lag, 0, 0),
 	AGENT("spoe_max_frame_size", TYPE_SIZE, spoe_max_frame_size, 256, 16777215),
 	AGENT("spoe_max_fragmented", TYPE_SIZE, spoe_max_fragmented, 256, INT64_C(1) << 30),
 	AGENT("max_clients", TYPE_INT, max_clients, 1, 1000000),
@@ -391,6 +393,7 @@ static void set_defaults(struct agent_config *cfg)
 	cfg->max_clients = 10000;
 	cfg->client_timeout_ms = 5 * MS_PER_S;
 	cfg->etcd.ttl_ms = 10 * MS_PER_S;
+	cfg->peer_lag = PEER_LAG_CATALOG;
 }
 
 /* [A-Za-z0-9_.-]{1,63}: safe in URLs, HAProxy variables and logs. */
@@ -426,6 +429,8 @@ static int open_node_section(struct parser *p, const char *name)
 			return fail(p, "", "duplicate section [node.%s] (first at line %d)",
 				    name, p->nodes[i].node.line);
 	}
+	if (p->n_nodes >= MAX_NODE_SECTIONS)
+		return fail(p, "", "too many [node.NAME] sections: at most %d", MAX_NODE_SECTIONS);
 	nodes = realloc(p->nodes, (size_t)(p->n_nodes + 1) * sizeof(*nodes));
 	if (!nodes)
 		return fail(p, "", "out of memory");
@@ -579,6 +584,18 @@ static int set_read_only(struct parser *p, const char *key, const char *value,
 	return 1;
 }
 
+static int set_peer_lag(struct parser *p, const char *key, const char *value,
+			enum peer_lag_mode *dst)
+{
+	if (strcasecmp(value, "catalog") == 0)
+		*dst = PEER_LAG_CATALOG;
+	else if (strcasecmp(value, "off") == 0)
+		*dst = PEER_LAG_OFF;
+	else
+		return fail(p, key, "must be catalog or off, not '%.64s'", value);
+	return 1;
+}
+
 /* Parses value into the field that s describes. */
 static int store_setting(struct parser *p, const struct setting *s,
 			 const char *key, const char *value)
@@ -632,6 +649,8 @@ static int store_setting(struct parser *p, const struct setting *s,
 		return set_log_destination(p, key, value, field);
 	case TYPE_READ_ONLY:
 		return set_read_only(p, key, value, field);
+	case TYPE_PEER_LAG:
+		return set_peer_lag(p, key, value, field);
 	}
 	return fail(p, key, "internal error: unhandled setting type");
 }

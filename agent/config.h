@@ -42,7 +42,22 @@ enum log_destination {
 	LOG_TO_SYSLOG,
 };
 
+/* Per-node mode: where a node's own lag comes from when only its peers know it. */
+enum peer_lag_mode {
+	PEER_LAG_CATALOG = 0, /* ask the peers the node's catalog names */
+	PEER_LAG_OFF,         /* leave it unknown */
+};
+
 #define ETCD_MAX_ENDPOINTS 8
+
+/*
+ * [node.NAME] sections one agent may monitor; with [postgresql], one
+ * more node. A config with more is rejected rather than cut: the
+ * agent's per-node tables (the split-brain guard, the peer view, the
+ * election) are sized for them.
+ */
+#define MAX_NODE_SECTIONS 64
+#define MAX_NODES (MAX_NODE_SECTIONS + 1)
 
 struct etcd_endpoint {
 	char host[256];
@@ -82,6 +97,7 @@ struct agent_config {
 	int64_t leader_return_delay_ms;  /* preferred leader's comeback delay */
 	int64_t leader_handover_ms;      /* no leader between two leaders */
 	bool leader_without_peers;       /* one node, no peer list: may lead */
+	enum peer_lag_mode peer_lag;     /* default catalog */
 	int64_t spoe_max_frame_size;     /* our max-frame-size */
 	int64_t spoe_max_fragmented;     /* cap for reassembled NOTIFY */
 	int max_clients;                 /* per listener */

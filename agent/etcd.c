@@ -101,8 +101,7 @@ static void describe_endpoint(struct etcd_client *c)
 static struct evhttp_connection *connection(struct etcd_client *c)
 {
 	const struct etcd_endpoint *ep = &c->endpoints[c->current];
-	struct timeval tv = { .tv_sec = c->request_timeout_ms / 1000,
-			      .tv_usec = (c->request_timeout_ms % 1000) * 1000 };
+	struct timeval tv = ms_to_timeval(c->request_timeout_ms);
 
 	if (c->conn)
 		return c->conn;
@@ -349,8 +348,7 @@ static void send_request(struct etcd_client *c, enum etcd_op op)
 	char body[ETCD_BODY_MAX];
 	struct evhttp_connection *conn = connection(c);
 	struct evhttp_request *req;
-	struct timeval tv = { .tv_sec = c->request_timeout_ms / 1000,
-			      .tv_usec = (c->request_timeout_ms % 1000) * 1000 };
+	struct timeval tv = ms_to_timeval(c->request_timeout_ms);
 
 	c->op = op;
 	if (body_for(c, op, body, sizeof(body)) < 0 || !conn ||
@@ -464,7 +462,7 @@ struct etcd_client *etcd_new(struct event_base *base, struct evdns_base *dns,
 
 void etcd_start(struct etcd_client *c)
 {
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 100 * 1000 };
+	struct timeval tv = ms_to_timeval(100);
 
 	event_add(c->timer, &tv);
 	step(c);
@@ -525,8 +523,7 @@ void etcd_resign(struct etcd_client *c, int64_t max_wait_ms)
 	if (!c->req)
 		return;
 	/* the request's own deadline ends the wait; this is the backstop */
-	limit.tv_sec = (max_wait_ms + 100) / 1000;
-	limit.tv_usec = ((max_wait_ms + 100) % 1000) * 1000;
+	limit = ms_to_timeval(max_wait_ms + 100);
 	event_base_loopexit(c->base, &limit);
 	event_base_dispatch(c->base);
 }

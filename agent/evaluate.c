@@ -2,7 +2,8 @@
  * The evaluator: the one place that decides whether HAProxy may send a
  * node traffic. A probe round's facts are judged on their own first (the
  * raw verdict), then smoothed with rise/fall hysteresis so that a single
- * noisy probe cannot flap a backend, then maintenance is applied on top.
+ * noisy probe cannot flap a backend; maintenance is applied on top by
+ * status_apply_maintenance(), which the agent calls on what it publishes.
  * No I/O, no clock, no globals: the poller passes the time in, so every
  * rule can be exercised by a table in tests/unit/test_evaluate.c.
  */
@@ -164,6 +165,7 @@ static void record_facts(const struct node_facts *facts, int64_t now_ms,
 	if (facts->flavor != FLAVOR_AUTO)
 		out->flavor = facts->flavor;
 	out->read_only = facts->read_only;
+	out->isolated = facts->isolated;
 	out->timeline = facts->timeline;
 	out->lag_bytes_known = facts->lag_bytes_known;
 	out->lag_bytes = facts->lag_bytes;
@@ -250,8 +252,9 @@ static void judge_serving(const struct node_facts *facts,
 
 	if (lag_unknown_under_limit(facts, policy)) {
 		set_verdict(v, STATE_DEGRADED, clamp_int(policy->min_weight, 0, 100));
-		set_reason(v->reason, "replication lag unknown, weight %d%% (a lag limit is set)",
-			   v->weight);
+		set_reason(v->reason, "replication lag unknown, weight %d%% (a lag limit is set)%s%.*s",
+			   v->weight, facts->lag_unknown_why[0] ? ": " : "", TEXT_MAX / 2,
+			   facts->lag_unknown_why);
 	} else {
 		if (facts->lag_bytes_known)
 			weight = weight_for_lag(policy, facts->lag_bytes);
@@ -395,8 +398,7 @@ void status_apply_maintenance(struct node_status *out)
 }
 
 void evaluate(const struct node_facts *facts, const struct policy *policy,
-	      const struct node_status *prev, bool maintenance, int64_t now_ms,
-	      struct node_status *out)
+	      const struct node_status *prev, int64_t now_ms, struct node_status *out)
 {
 	/* Copied first so that a caller may judge a status in place. */
 	const struct node_status before = *prev;
@@ -404,7 +406,7 @@ void evaluate(const struct node_facts *facts, const struct policy *policy,
 
 	*out = before;
 	out->last_probe_at_ms = now_ms;
-	out->maintenance = maintenance;
+	out->maintenance = false; /* the caller's to apply, on what it publishes */
 
 	if (facts->outcome == PROBE_OK) {
 		record_facts(facts, now_ms, out);
@@ -415,7 +417,6 @@ void evaluate(const struct node_facts *facts, const struct policy *policy,
 		judge_failed_probe(facts, &v);
 	}
 	apply_hysteresis(&before, policy, &v, out);
-	status_apply_maintenance(out);
 }
 
 bool evaluate_staleness(struct node_status *st, const struct policy *policy,

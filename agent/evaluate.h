@@ -10,14 +10,14 @@
 
 /*
  * Judge one finished probe round. prev is the status before this
- * round (a zeroed status for a node never judged). maintenance is
- * whether the maintenance file exists. now_ms is the monotonic clock.
- * name, flavor and write_leader are carried over from prev; the caller
- * owns them.
+ * round (a zeroed status for a node never judged). now_ms is the
+ * monotonic clock. name, flavor and write_leader are carried over from
+ * prev; the caller owns them. Maintenance is not judged here: the
+ * caller applies it on top (status_apply_maintenance), so that it can
+ * change at once, between probes.
  */
 void evaluate(const struct node_facts *facts, const struct policy *policy,
-	      const struct node_status *prev, bool maintenance, int64_t now_ms,
-	      struct node_status *out);
+	      const struct node_status *prev, int64_t now_ms, struct node_status *out);
 
 /*
  * Fail closed between probes: a status whose last good probe is older
@@ -28,9 +28,9 @@ bool evaluate_staleness(struct node_status *st, const struct policy *policy,
 			int64_t now_ms);
 
 /*
- * Drain a serving node when st->maintenance is set (evaluate() does
- * this itself; the agent calls it to apply a maintenance change at
- * once, without waiting for the next probe).
+ * Drain a serving node when st->maintenance is set: the agent applies
+ * it to what it publishes, so that a maintenance change takes effect
+ * at once, without waiting for the next probe.
  */
 void status_apply_maintenance(struct node_status *st);
 

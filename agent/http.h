@@ -15,8 +15,6 @@
 #include "units.h"
 
 struct evbuffer;
-struct http_server;
-struct listener_stats;
 
 enum http_method {
 	HTTP_METHOD_GET,
@@ -49,28 +47,5 @@ void http_reply_parse_error(struct http_reply *r, enum http_parse_result result)
  */
 void http_format_reply(int minor_version, const struct http_reply *r, bool head_only,
 		       bool keep_alive, struct evbuffer *out);
-
-struct http_stats {
-	uint64_t connections;
-	uint64_t requests;
-	uint64_t refused;       /* by allow_from */
-	uint64_t over_capacity; /* closed at once: max_clients reached */
-	uint64_t timeouts;      /* no complete request within client_timeout */
-	uint64_t shed;          /* closed, backlog dropped: over the memory budget */
-	uint64_t responses[6];  /* by class: [2] = 2xx ... [5] = 5xx */
-};
-
-struct http_stats http_server_stats(const struct http_server *s);
-/* The listener's own counters: fd reserve refusals, accept failures. */
-const struct listener_stats *http_server_listener_stats(const struct http_server *s);
-
-/* Bind and serve; NULL with err filled when the address is unusable. */
-struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
-				    char *err, size_t errlen);
-void http_server_free(struct http_server *s);
-
-/* Serve an already connected socket (socketpair in tests and fuzzing). */
-int http_server_adopt(struct http_server *s, int fd);
-int http_server_port(const struct http_server *s);
 
 #endif

@@ -1,11 +1,13 @@
 /*
- * The HTTP listener: connections, framing and limits; http.c decides
- * the replies. Written on bufferevents rather than evhttp because a
- * health endpoint must hold its limits whatever a client does, and
- * libevent 2.1's evhttp offers no hook for them: allow_from at accept,
- * max_clients, an absolute deadline for a request head (a client
- * sending one byte a second would otherwise hold a slot forever), and
- * a bound on replies queued for a client that does not read.
+ * The HTTP transport: framing, pipelining and the deadlines of one
+ * connection; http.c decides the replies, and the listener (listener.c)
+ * owns what every protocol shares: allow_from, max_clients, the
+ * connection list and the linger at close. Written on bufferevents
+ * rather than evhttp because a health endpoint must hold its limits
+ * whatever a client does, and libevent 2.1's evhttp offers no hook for
+ * them: an absolute deadline for a request head (a client sending one
+ * byte a second would otherwise hold a slot forever), and a bound on
+ * replies queued for a client that does not read.
  *
  * Memory: replies queued to clients count against the agent's client
  * memory budget (memory_budget.h), shared with SPOP. A reply that does
@@ -21,11 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "http.h"
 #include "http_parser.h"
+#include "http_server.h"
 #include "listener.h"
 #include "memory_budget.h"
 
@@ -55,50 +58,32 @@
 #define REPLY_HEAD_BYTES 512
 
 struct http_conn {
+	struct listener_conn lc; /* first: the listener allocates and links it */
 	struct http_server *server;
-	LIST_ENTRY(http_conn) link;
-	struct bufferevent *bev;
 	struct event *deadline; /* the next request head must arrive by then */
-	struct evbuffer_cb_entry *output_watch; /* keeps the memory budget */
 	bool closing;           /* last reply queued: close once it is written */
-	bool lingering;         /* reply written, write side shut, draining input */
 	bool finished;          /* answered and done on the fast path: free it */
 };
 
 struct http_server {
 	struct agent *agent;
 	struct listener *listener;
-	LIST_HEAD(, http_conn) conns;
-	int open_connections;
 	struct memory_budget *budget; /* the agent's, shared with SPOP */
-	struct http_stats stats;
+	struct http_counters *counters; /* the agent's */
 };
-
-static struct timeval ms_to_timeval(int64_t ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	return tv;
-}
 
 static size_t output_length(const struct http_conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return listener_conn_output_length(&c->lc);
 }
 
-static void conn_free(struct http_conn *c)
+/* The listener's close callback: what is HTTP's own. */
+static void on_close(struct listener_conn *lc)
 {
-	struct http_server *s = c->server;
+	struct http_conn *c = (struct http_conn *)lc;
 
-	LIST_REMOVE(c, link);
-	s->open_connections--;
-	if (c->output_watch) {
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_watch);
-		memory_budget_give(s->budget, output_length(c));
-	}
-	event_free(c->deadline);
-	bufferevent_free(c->bev);
-	free(c);
+	if (c->deadline)
+		event_free(c->deadline);
 }
 
 static void arm_deadline(struct http_conn *c)
@@ -108,7 +93,16 @@ static void arm_deadline(struct http_conn *c)
 	evtimer_add(c->deadline, &tv);
 }
 
-static void linger(struct http_conn *c);
+/*
+ * A closing connection with unread input would be reset by close(),
+ * which can destroy the reply in flight (a 400 for an oversized head,
+ * say): the listener lingers instead.
+ */
+static void linger(struct http_conn *c)
+{
+	evtimer_del(c->deadline);
+	listener_conn_linger(&c->lc, LINGER_MS, true);
+}
 
 /*
  * Queue a formatted reply packed into the output's chains. A reply
@@ -145,17 +139,17 @@ static void queue_tight(struct evbuffer *out, struct evbuffer *bytes)
  */
 static bool finish_fast(struct http_conn *c, struct evbuffer *reply_bytes)
 {
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	evutil_socket_t fd = bufferevent_getfd(c->lc.bev);
 	char peek;
 
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+	if (evbuffer_get_length(bufferevent_get_output(c->lc.bev)) > 0)
 		return false; /* earlier replies still queued: keep the order */
 	while (evbuffer_get_length(reply_bytes) > 0)
 		if (evbuffer_write(reply_bytes, fd) <= 0)
 			return false;
 	c->closing = true;
 	evtimer_del(c->deadline);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+	if (evbuffer_get_length(bufferevent_get_input(c->lc.bev)) > 0 ||
 	    recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
 		linger(c); /* unread input: a close now would reset */
 	else
@@ -168,14 +162,14 @@ static void give_up(struct http_conn *c)
 {
 	c->closing = true;
 	evtimer_del(c->deadline);
-	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_disable(c->lc.bev, EV_READ);
 }
 
 /* The connection's last reply: the fast path if it can, else queued. */
 static void respond_and_close(struct http_conn *c, int minor_version,
 			      const struct http_reply *reply, bool head_only)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->lc.bev);
 	struct evbuffer *bytes = evbuffer_new();
 
 	if (!bytes) {
@@ -197,17 +191,17 @@ static void respond(struct http_conn *c, const struct http_request *req, int min
 	bool head_only = req && strcmp(req->method, "HEAD") == 0;
 
 	if (reply->code >= 200 && reply->code < 600)
-		c->server->stats.responses[reply->code / 100]++;
+		c->server->counters->responses[reply->code / 100]++;
 	if (keep_alive) {
 		struct evbuffer *bytes = evbuffer_new();
 
 		if (!bytes) {
 			http_format_reply(minor_version, reply, head_only, true,
-					  bufferevent_get_output(c->bev));
+					  bufferevent_get_output(c->lc.bev));
 			return;
 		}
 		http_format_reply(minor_version, reply, head_only, true, bytes);
-		queue_tight(bufferevent_get_output(c->bev), bytes);
+		queue_tight(bufferevent_get_output(c->lc.bev), bytes);
 		evbuffer_free(bytes);
 	} else {
 		respond_and_close(c, minor_version, reply, head_only);
@@ -233,9 +227,9 @@ static void respond_parse_error(struct http_conn *c, enum http_parse_result resu
  */
 static void shed(struct http_conn *c)
 {
-	c->server->stats.shed++;
+	c->server->counters->shed++;
 	c->server->budget->shed++;
-	evbuffer_drain(bufferevent_get_output(c->bev), output_length(c));
+	evbuffer_drain(bufferevent_get_output(c->lc.bev), output_length(c));
 	give_up(c);
 	c->finished = true;
 }
@@ -249,18 +243,16 @@ static bool make_room(struct http_conn *c, size_t bytes)
 {
 	struct http_server *s = c->server;
 
+	/* (a finished connection has nothing unsent: it is never picked) */
 	while (!memory_budget_fits(s->budget, bytes)) {
-		struct http_conn *worst = NULL, *o;
+		struct listener_conn *worst = listener_largest_backlog(s->listener, &c->lc,
+								       CLIENT_BACKLOG_SHED_BYTES);
 
-		LIST_FOREACH(o, &s->conns, link)
-			if (o != c && !o->finished && output_length(o) >= CLIENT_BACKLOG_SHED_BYTES &&
-			    (!worst || output_length(o) > output_length(worst)))
-				worst = o;
 		if (!worst)
 			return false;
-		s->stats.shed++;
+		s->counters->shed++;
 		s->budget->shed++;
-		conn_free(worst);
+		listener_conn_close(worst);
 	}
 	return true;
 }
@@ -286,7 +278,7 @@ static void serve_request(struct http_conn *c, const struct http_request *req)
 		give_up(c);
 		return;
 	}
-	c->server->stats.requests++;
+	c->server->counters->requests++;
 	http_route(c->server->agent, http_method_from_name(req->method), req->path,
 		   req->query, &reply);
 	/* a client with nothing unsent reads: its reply goes out at once */
@@ -309,7 +301,7 @@ static void serve_request(struct http_conn *c, const struct http_request *req)
 /* Serve every complete request in the input (pipelining), in order. */
 static void process_input(struct http_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = bufferevent_get_input(c->lc.bev);
 
 	while (!c->closing) {
 		size_t len = evbuffer_get_length(in);
@@ -319,8 +311,8 @@ static void process_input(struct http_conn *c)
 
 		if (len == 0)
 			return;
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES) {
-			bufferevent_disable(c->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(c->lc.bev)) > OUTPUT_PAUSE_BYTES) {
+			bufferevent_disable(c->lc.bev, EV_READ);
 			return;
 		}
 		r = http_parse_request((const char *)evbuffer_pullup(in, (ssize_t)look), look, &req);
@@ -346,28 +338,9 @@ static void on_readable(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
 
-	if (c->lingering) {
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-		return;
-	}
 	process_input(c);
 	if (c->finished)
-		conn_free(c);
-}
-
-/*
- * Closing a socket with unread input makes the kernel send a reset,
- * which can destroy the reply still in flight (a 400 for an oversized
- * head, say). So shut the write side, drain for a moment, then close.
- */
-static void linger(struct http_conn *c)
-{
-	struct timeval tv = ms_to_timeval(LINGER_MS);
-
-	c->lingering = true;
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	bufferevent_enable(c->bev, EV_READ);
-	evtimer_add(c->deadline, &tv);
+		listener_conn_close(&c->lc);
 }
 
 static void on_written(struct bufferevent *bev, void *arg)
@@ -375,7 +348,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 	struct http_conn *c = arg;
 
 	if (c->closing) {
-		if (!c->lingering && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			linger(c);
 		return;
 	}
@@ -383,7 +356,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 	bufferevent_enable(bev, EV_READ);
 	process_input(c);
 	if (c->finished)
-		conn_free(c);
+		listener_conn_close(&c->lc);
 }
 
 /*
@@ -396,82 +369,61 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct http_conn *c = arg;
 
 	if (what & BEV_EVENT_TIMEOUT)
-		c->server->stats.timeouts++;
-	if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) &&
-	    !c->lingering) {
+		c->server->counters->timeouts++;
+	if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) {
 		process_input(c);
 		give_up(c);
 		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 			return;
 	}
-	conn_free(c);
+	listener_conn_close(&c->lc);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 
-	if (!c->lingering)
-		c->server->stats.timeouts++;
-	conn_free(c);
+	c->server->counters->timeouts++;
+	listener_conn_close(&c->lc);
 }
 
-int http_server_adopt(struct http_server *s, int fd)
+/* The listener's open callback: deadlines and callbacks of a new client. */
+static int on_open(void *arg, struct listener_conn *lc, const struct sockaddr *sa, int socklen)
 {
-	struct agent *a = s->agent;
-	struct timeval write_timeout = ms_to_timeval(a->config.client_timeout_ms);
-	int send_buffer = SOCKET_SEND_BUFFER;
-	struct http_conn *c;
+	struct http_server *s = arg;
+	struct http_conn *c = (struct http_conn *)lc;
+	struct timeval write_timeout = ms_to_timeval(s->agent->config.client_timeout_ms);
 
-	s->stats.connections++;
-	if (s->open_connections >= a->config.max_clients || !(c = calloc(1, sizeof(*c)))) {
-		s->stats.over_capacity++;
-		evutil_closesocket(fd);
-		return -1;
-	}
 	c->server = s;
-	evutil_make_socket_nonblocking(fd);
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
-	c->bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->deadline = evtimer_new(a->base, on_deadline, c);
-	if (!c->bev || !c->deadline) {
-		if (c->bev)
-			bufferevent_free(c->bev);
-		else
-			evutil_closesocket(fd);
-		if (c->deadline)
-			event_free(c->deadline);
-		free(c);
+	c->deadline = evtimer_new(s->agent->base, on_deadline, c);
+	if (!c->deadline)
 		return -1;
-	}
-	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), memory_budget_on_buffer,
-					  s->budget);
-	if (!c->output_watch) {
-		bufferevent_free(c->bev);
-		event_free(c->deadline);
-		free(c);
-		return -1;
-	}
-	LIST_INSERT_HEAD(&s->conns, c, link);
-	s->open_connections++;
-
 	/* a client that stops reading its replies is dropped after this */
-	bufferevent_set_timeouts(c->bev, NULL, &write_timeout);
-	bufferevent_setcb(c->bev, on_readable, on_written, on_event, c);
-	bufferevent_enable(c->bev, EV_READ);
+	bufferevent_set_timeouts(c->lc.bev, NULL, &write_timeout);
+	bufferevent_setcb(c->lc.bev, on_readable, on_written, on_event, c);
+	bufferevent_enable(c->lc.bev, EV_READ);
 	arm_deadline(c);
 	return 0;
 }
 
-static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
+static const struct listener_protocol http_protocol = {
+	.conn_size = sizeof(struct http_conn),
+	.send_buffer = SOCKET_SEND_BUFFER,
+	.budgeted = true,
+	.open = on_open,
+	.close = on_close,
+};
+
+int http_server_adopt(struct http_server *s, int fd)
 {
-	http_server_adopt(arg, fd);
+	return listener_adopt(s->listener, fd, NULL, 0) ? 0 : -1;
 }
 
 struct http_server *http_server_new(struct agent *a, const struct listen_addr *addr,
 				    char *err, size_t errlen)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
+	struct listener_setup setup = agent_listener_setup(a, LISTENER_HTTP, &http_protocol, s);
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -479,9 +431,8 @@ struct http_server *http_server_new(struct agent *a, const struct listen_addr *a
 	}
 	s->agent = a;
 	s->budget = &a->client_memory;
-	s->listener = listener_new(a->base, addr, &a->config.allow_from, &a->log, &a->fd_reserve,
-				   "http",
-				   on_accept, s, err, errlen);
+	s->counters = &a->counters.http;
+	s->listener = listener_new(a->base, addr, &setup, err, errlen);
 	if (!s->listener) {
 		free(s);
 		return NULL;
@@ -493,24 +444,8 @@ void http_server_free(struct http_server *s)
 {
 	if (!s)
 		return;
-	while (!LIST_EMPTY(&s->conns))
-		conn_free(LIST_FIRST(&s->conns));
 	listener_free(s->listener);
 	free(s);
-}
-
-struct http_stats http_server_stats(const struct http_server *s)
-{
-	struct http_stats st = s->stats;
-
-	/* refusals happen in the listener, before a connection exists */
-	st.refused = listener_stats(s->listener)->refused;
-	return st;
-}
-
-const struct listener_stats *http_server_listener_stats(const struct http_server *s)
-{
-	return listener_stats(s->listener);
 }
 
 int http_server_port(const struct http_server *s)

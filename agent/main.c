@@ -16,7 +16,7 @@
 
 #include "agent.h"
 #include "agentcheck.h"
-#include "http.h"
+#include "http_server.h"
 #include "inetd.h"
 #include "privileges.h"
 #include "render.h"
@@ -179,12 +179,6 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
  * SIGHUP: validate the file first; an invalid one changes nothing, and
  * the error (file, line, key) goes to the log for the operator.
  */
-static void sd_ready_again(struct agent *a)
-{
-	a->sd_ready_sent = false;
-	systemd_update(a);
-}
-
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *a = arg;
@@ -195,22 +189,21 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	log_info(&a->log, "received SIGHUP, reloading %s", a->config.path);
 	systemd_notify_reloading();
 	if (config_load(a->config.path, &next, &err) < 0) {
-		a->reload_failures++;
+		a->counters.reload_failures++;
 		config_error_format(&err, msg, sizeof(msg));
 		log_error(&a->log, "reload rejected, keeping the running configuration: %s", msg);
-		sd_ready_again(a);
+		agent_reload_done(a);
 		return;
 	}
 	if (agent_reload(a, &next) == 0) {
-		a->reloads++;
+		a->counters.reloads++;
 		if (a->spop)
 			spop_server_reconfigure(a->spop, &a->config, &a->log);
 		privileges_warn_readable_secrets(&a->config, &a->log);
 	} else {
-		a->reload_failures++;
+		a->counters.reload_failures++;
 	}
-	/* READY=1 again ends the RELOADING=1 state */
-	sd_ready_again(a);
+	agent_reload_done(a);
 }
 
 static int start_listeners(struct agent *a)
@@ -298,12 +291,11 @@ static int run_daemon(struct agent *a)
 	log_listen_addr(a, "http", &a->config.http_listen);
 	log_listen_addr(a, "agent-check", &a->config.agent_listen);
 	log_listen_addr(a, "spop", &a->config.spoe_listen);
-	a->listening = true;
-	systemd_start_watchdog(a);
+	agent_serving(a);
 	agent_start_pollers(a);
 	event_base_dispatch(a->base);
 
-	systemd_stop_watchdog(a);
+	agent_stop_serving(a);
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

@@ -7,17 +7,15 @@
  * the standard process_start_time_seconds.
  */
 #include <event2/buffer.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "agentcheck.h"
 #include "clock.h"
+#include "counters.h"
 #include "etcd.h"
-#include "http.h"
 #include "listener.h"
 #include "metrics.h"
-#include "render.h"
-#include "spop_server.h"
 
 static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
@@ -58,9 +56,9 @@ static void render_node_states(const struct agent *a, struct evbuffer *out)
 	       "1 for the state the node is in (ready, degraded, draining, down).");
 	for (int i = 0; i < a->n_nodes; i++)
 		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++)
-			node_sample(out, "pgbdr_node_state", &a->nodes[i], "state",
+			node_sample(out, "pgbdr_node_state", a->nodes[i], "state",
 				    state_name(states[s]),
-				    a->nodes[i].status.state == states[s] ? "1" : "0");
+				    a->nodes[i]->status.state == states[s] ? "1" : "0");
 }
 
 /* The info pattern: constant 1, the node's flavor (as detected or forced) as a label. */
@@ -69,8 +67,8 @@ static void render_node_info(const struct agent *a, struct evbuffer *out)
 	header(out, "pgbdr_node_info", "gauge",
 	       "Always 1; the node's flavor (detected, or forced by the config) is a label.");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_info", &a->nodes[i], "flavor",
-			    flavor_name(a->nodes[i].status.flavor), "1");
+		node_sample(out, "pgbdr_node_info", a->nodes[i], "flavor",
+			    flavor_name(a->nodes[i]->status.flavor), "1");
 }
 
 static void render_node_gauges(const struct agent *a, struct evbuffer *out)
@@ -79,32 +77,32 @@ static void render_node_gauges(const struct agent *a, struct evbuffer *out)
 
 	header(out, "pgbdr_node_up", "gauge", "1 when the node takes traffic (ready or degraded).");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_up", &a->nodes[i], NULL, NULL,
-			    state_is_serving(a->nodes[i].status.state) ? "1" : "0");
+		node_sample(out, "pgbdr_node_up", a->nodes[i], NULL, NULL,
+			    state_is_serving(a->nodes[i]->status.state) ? "1" : "0");
 	header(out, "pgbdr_node_weight_ratio", "gauge",
 	       "Weight given to HAProxy, as a fraction (0-1) of the configured server weight.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		snprintf(v, sizeof(v), "%.2f", a->nodes[i].status.weight / 100.0);
-		node_sample(out, "pgbdr_node_weight_ratio", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%.2f", a->nodes[i]->status.weight / 100.0);
+		node_sample(out, "pgbdr_node_weight_ratio", a->nodes[i], NULL, NULL, v);
 	}
 	header(out, "pgbdr_node_write_leader", "gauge", "1 on the current write leader.");
 	for (int i = 0; i < a->n_nodes; i++)
-		node_sample(out, "pgbdr_node_write_leader", &a->nodes[i], NULL, NULL,
-			    a->nodes[i].status.write_leader ? "1" : "0");
+		node_sample(out, "pgbdr_node_write_leader", a->nodes[i], NULL, NULL,
+			    a->nodes[i]->status.write_leader ? "1" : "0");
 	/* unknown lag is absent, not 0: an alert on it must not see "no lag" */
 	header(out, "pgbdr_node_lag_bytes", "gauge", "Worst replication lag concerning the node, bytes.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		if (!a->nodes[i].status.lag_bytes_known)
+		if (!a->nodes[i]->status.lag_bytes_known)
 			continue;
-		snprintf(v, sizeof(v), "%lld", (long long)a->nodes[i].status.lag_bytes);
-		node_sample(out, "pgbdr_node_lag_bytes", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%lld", (long long)a->nodes[i]->status.lag_bytes);
+		node_sample(out, "pgbdr_node_lag_bytes", a->nodes[i], NULL, NULL, v);
 	}
 	header(out, "pgbdr_node_lag_seconds", "gauge", "Worst replication lag concerning the node, seconds.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		if (!a->nodes[i].status.lag_seconds_known)
+		if (!a->nodes[i]->status.lag_seconds_known)
 			continue;
-		snprintf(v, sizeof(v), "%.3f", a->nodes[i].status.lag_seconds);
-		node_sample(out, "pgbdr_node_lag_seconds", &a->nodes[i], NULL, NULL, v);
+		snprintf(v, sizeof(v), "%.3f", a->nodes[i]->status.lag_seconds);
+		node_sample(out, "pgbdr_node_lag_seconds", a->nodes[i], NULL, NULL, v);
 	}
 }
 
@@ -114,7 +112,7 @@ static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
 
 	header(out, "pgbdr_probe_duration_seconds", "histogram", "Duration of probe rounds.");
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = &a->nodes[i];
+		const struct node *n = a->nodes[i];
 
 		for (int b = 0; b < PROBE_DURATION_BUCKETS; b++) {
 			snprintf(le, sizeof(le), "%g", probe_duration_bounds_ms[b] / 1000.0);
@@ -131,86 +129,229 @@ static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
 	header(out, "pgbdr_probe_errors_total", "counter", "Failed probe rounds by kind.");
 	for (int i = 0; i < a->n_nodes; i++)
 		for (int k = PROBE_RESOLVE_FAILED; k < PROBE_OUTCOME_COUNT; k++) {
-			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i].probe_errors[k]);
-			node_sample(out, "pgbdr_probe_errors_total", &a->nodes[i], "kind",
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i]->probe_errors[k]);
+			node_sample(out, "pgbdr_probe_errors_total", a->nodes[i], "kind",
 				    probe_outcome_name((enum probe_outcome)k), v);
 		}
 }
 
-static void listener_sample(struct evbuffer *out, const char *metric, const char *listener,
+static void listener_sample(struct evbuffer *out, const char *metric, enum listener_kind kind,
 			    const char *extra, unsigned long long value)
 {
-	evbuffer_add_printf(out, "%s{listener=\"%s\"%s} %llu\n", metric, listener,
+	evbuffer_add_printf(out, "%s{listener=\"%s\"%s} %llu\n", metric, listener_kind_name(kind),
 			    extra ? extra : "", value);
+}
+
+/* Which listeners are on: only those have samples. */
+static void listeners_on(const struct agent *a, bool on[LISTENER_KINDS])
+{
+	on[LISTENER_HTTP] = a->http != NULL;
+	on[LISTENER_AGENTCHECK] = a->agentcheck != NULL;
+	on[LISTENER_SPOP] = a->spop != NULL;
+}
+
+/* One sample per listener on, of one listener counter. */
+static void render_listener_counter(const struct agent *a, struct evbuffer *out,
+				    const char *metric, const char *type, const char *help,
+				    size_t offset)
+{
+	bool on[LISTENER_KINDS];
+
+	listeners_on(a, on);
+	header(out, metric, type, help);
+	for (int k = 0; k < LISTENER_KINDS; k++) {
+		const char *c = (const char *)&a->counters.listeners[k] + offset;
+
+		if (!on[k])
+			continue;
+		listener_sample(out, metric, k, NULL, *(const uint64_t *)c);
+	}
+}
+
+/* What every listener counts at accept, before and beside its protocol. */
+static void render_accept(const struct agent *a, struct evbuffer *out)
+{
+	static const struct {
+		const char *metric, *type, *help;
+		size_t offset;
+	} rows[] = {
+		{ "pgbdr_listener_accepted_total", "counter",
+		  "Connections served, by listener: past allow_from, the file descriptor reserve "
+		  "and max_clients.", offsetof(struct listener_counters, accepted) },
+		{ "pgbdr_listener_refused_total", "counter",
+		  "Clients closed without a reply because allow_from does not list them.",
+		  offsetof(struct listener_counters, refused) },
+		{ "pgbdr_listener_over_capacity_total", "counter",
+		  "Clients closed at once because max_clients connections were open.",
+		  offsetof(struct listener_counters, over_capacity) },
+		{ "pgbdr_listener_fd_reserve_refused_total", "counter",
+		  "Clients closed at once because the file descriptors left are kept for the "
+		  "node pollers.", offsetof(struct listener_counters, fd_reserve_refusals) },
+		{ "pgbdr_listener_accept_failures_total", "counter",
+		  "accept() failures, such as out of file descriptors; accepting then pauses "
+		  "for 100 ms.", offsetof(struct listener_counters, accept_failures) },
+		{ "pgbdr_listener_setup_failures_total", "counter",
+		  "Connections closed at once because setting them up ran out of memory.",
+		  offsetof(struct listener_counters, setup_failures) },
+		{ "pgbdr_listener_connections_open", "gauge", "Connections open now, by listener.",
+		  offsetof(struct listener_counters, open) },
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		render_listener_counter(a, out, rows[i].metric, rows[i].type, rows[i].help,
+					rows[i].offset);
 }
 
 static void render_listeners(const struct agent *a, struct evbuffer *out)
 {
-	struct http_stats http = a->http ? http_server_stats(a->http) : (struct http_stats){ 0 };
-	const struct http_stats *h = a->http ? &http : NULL;
-	const struct agentcheck_stats *ac = a->agentcheck ? agentcheck_server_stats(a->agentcheck) : NULL;
+	const struct http_counters *h = a->http ? &a->counters.http : NULL;
+	const struct agentcheck_counters *ac = a->agentcheck ? &a->counters.agentcheck : NULL;
+	const struct listener_counters *l = a->counters.listeners;
+	bool on[LISTENER_KINDS];
 
+	listeners_on(a, on);
 	header(out, "pgbdr_listener_requests_total", "counter", "Requests answered, by listener.");
 	if (h)
-		listener_sample(out, "pgbdr_listener_requests_total", "http", NULL, h->requests);
+		listener_sample(out, "pgbdr_listener_requests_total", LISTENER_HTTP, NULL, h->requests);
 	if (ac)
-		listener_sample(out, "pgbdr_listener_requests_total", "agent-check", NULL, ac->replies);
-	header(out, "pgbdr_listener_connections_total", "counter", "Connections accepted, by listener.");
-	if (h)
-		listener_sample(out, "pgbdr_listener_connections_total", "http", NULL, h->connections);
-	if (ac)
-		listener_sample(out, "pgbdr_listener_connections_total", "agent-check", NULL,
-				ac->connections);
-	header(out, "pgbdr_listener_refused_total", "counter",
-	       "Clients closed without a reply because allow_from does not list them.");
-	if (h)
-		listener_sample(out, "pgbdr_listener_refused_total", "http", NULL, h->refused);
-	if (ac)
-		listener_sample(out, "pgbdr_listener_refused_total", "agent-check", NULL,
-				agentcheck_server_refused(a->agentcheck));
+		listener_sample(out, "pgbdr_listener_requests_total", LISTENER_AGENTCHECK, NULL,
+				ac->replies);
+	header(out, "pgbdr_listener_connections_total", "counter",
+	       "Connections taken from accept() past allow_from and the file descriptor reserve, "
+	       "by listener: those served and those closed over max_clients.");
+	for (int k = 0; k < LISTENER_KINDS; k++)
+		if (on[k])
+			listener_sample(out, "pgbdr_listener_connections_total", k, NULL,
+					l[k].accepted + l[k].over_capacity);
 	header(out, "pgbdr_listener_errors_total", "counter",
 	       "Failed requests, by listener: for http every 4xx reply (malformed request, "
 	       "unknown path or method) and every request timed out; for agent-check every "
 	       "bad request; for both, clients closed at once over max_clients.");
 	if (h)
-		listener_sample(out, "pgbdr_listener_errors_total", "http", NULL,
-				h->responses[4] + h->over_capacity + h->timeouts);
+		listener_sample(out, "pgbdr_listener_errors_total", LISTENER_HTTP, NULL,
+				h->responses[4] + l[LISTENER_HTTP].over_capacity + h->timeouts);
 	if (ac)
-		listener_sample(out, "pgbdr_listener_errors_total", "agent-check", NULL,
-				ac->bad_requests + ac->over_capacity);
+		listener_sample(out, "pgbdr_listener_errors_total", LISTENER_AGENTCHECK, NULL,
+				ac->bad_requests + l[LISTENER_AGENTCHECK].over_capacity);
 	header(out, "pgbdr_http_responses_total", "counter", "HTTP responses by status class.");
 	for (int c = 2; h && c <= 5; c++) {
 		char extra[32];
 
 		snprintf(extra, sizeof(extra), ",code=\"%dxx\"", c);
-		listener_sample(out, "pgbdr_http_responses_total", "http", extra, h->responses[c]);
+		listener_sample(out, "pgbdr_http_responses_total", LISTENER_HTTP, extra,
+				h->responses[c]);
 	}
 }
 
-/* Refusals and failures at accept, before a connection exists, for every listener on. */
-static void render_accept(const struct agent *a, struct evbuffer *out)
-{
-	const struct listener_stats *st[3] = {
-		a->http ? http_server_listener_stats(a->http) : NULL,
-		a->agentcheck ? agentcheck_server_listener_stats(a->agentcheck) : NULL,
-		a->spop ? spop_server_listener_stats(a->spop) : NULL,
-	};
-	static const char *const names[3] = { "http", "agent-check", "spop" };
+/* ---- SPOP ------------------------------------------------------------ */
 
-	header(out, "pgbdr_listener_fd_reserve_refused_total", "counter",
-	       "Clients closed at once because the file descriptors left are kept for the "
-	       "node pollers.");
-	for (int i = 0; i < 3; i++)
-		if (st[i])
-			listener_sample(out, "pgbdr_listener_fd_reserve_refused_total", names[i],
-					NULL, st[i]->fd_reserve_refusals);
-	header(out, "pgbdr_listener_accept_failures_total", "counter",
-	       "accept() failures, such as out of file descriptors; accepting then pauses "
-	       "for 100 ms.");
-	for (int i = 0; i < 3; i++)
-		if (st[i])
-			listener_sample(out, "pgbdr_listener_accept_failures_total", names[i], NULL,
-					st[i]->accept_failures);
+static void plain_sample(struct evbuffer *out, const char *name, const char *label,
+			 const char *value, unsigned long long n)
+{
+	if (label)
+		evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, value, n);
+	else
+		evbuffer_add_printf(out, "%s %llu\n", name, n);
+}
+
+static void render_spop_frames(const struct spop_counters *st, struct evbuffer *out)
+{
+	static const char *const in_names[SPOP_FRAME_SLOTS] = {
+		"unset", "haproxy-hello", "haproxy-disconnect", "notify", "other",
+	};
+	uint64_t disconnects = 0;
+	char code[8];
+
+	header(out, "pgbdr_spop_frames_received_total", "counter",
+	       "SPOP frames received, by type (unset: fragment continuations).");
+	for (int i = 0; st && i < SPOP_FRAME_SLOTS; i++)
+		plain_sample(out, "pgbdr_spop_frames_received_total", "type", in_names[i],
+			     st->frames_in[i]);
+	for (int i = 0; st && i < SPOP_STATUS_SLOTS; i++)
+		disconnects += st->disconnects[i];
+	header(out, "pgbdr_spop_frames_sent_total", "counter", "SPOP frames sent, by type.");
+	if (st) {
+		plain_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-hello",
+			     st->hellos_sent);
+		plain_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-disconnect",
+			     disconnects);
+		plain_sample(out, "pgbdr_spop_frames_sent_total", "type", "ack", st->acks_sent);
+	}
+	header(out, "pgbdr_spop_disconnects_total", "counter",
+	       "AGENT-DISCONNECT frames sent, by SPOP status code (0 is a normal close).");
+	for (int i = 0; st && i < SPOP_STATUS_SLOTS; i++) {
+		if (i < SPOP_STATUS_SLOTS - 1)
+			snprintf(code, sizeof(code), "%d", i);
+		else
+			snprintf(code, sizeof(code), "other");
+		plain_sample(out, "pgbdr_spop_disconnects_total", "status", code,
+			     st->disconnects[i]);
+	}
+}
+
+static void render_spop_messages(const struct spop_counters *st, struct evbuffer *out)
+{
+	header(out, "pgbdr_spop_messages_total", "counter",
+	       "NOTIFY messages: pgbdr-status answered, others acknowledged without actions.");
+	if (st) {
+		plain_sample(out, "pgbdr_spop_messages_total", "message", "pgbdr-status",
+			     st->messages);
+		plain_sample(out, "pgbdr_spop_messages_total", "message", "other",
+			     st->unknown_messages);
+	}
+	header(out, "pgbdr_spop_fragmented_total", "counter", "Fragmented NOTIFYs, by outcome.");
+	if (st) {
+		plain_sample(out, "pgbdr_spop_fragmented_total", "result", "reassembled",
+			     st->reassembled);
+		plain_sample(out, "pgbdr_spop_fragmented_total", "result", "aborted", st->aborted);
+	}
+	header(out, "pgbdr_spop_acks_truncated_total", "counter",
+	       "ACKs that could not carry every action within the negotiated frame size.");
+	if (st)
+		plain_sample(out, "pgbdr_spop_acks_truncated_total", NULL, NULL, st->acks_truncated);
+	header(out, "pgbdr_spop_healthchecks_total", "counter",
+	       "HELLOs from HAProxy's option spop-check.");
+	if (st)
+		plain_sample(out, "pgbdr_spop_healthchecks_total", NULL, NULL, st->healthchecks);
+}
+
+/* The SPOP names predate the listener families; kept for the dashboards using them. */
+static void render_spop_connections(const struct agent *a, struct evbuffer *out)
+{
+	const struct listener_counters *l = a->spop ? &a->counters.listeners[LISTENER_SPOP] : NULL;
+
+	header(out, "pgbdr_spop_connections_total", "counter", "SPOP connections accepted.");
+	if (l)
+		plain_sample(out, "pgbdr_spop_connections_total", NULL, NULL, l->accepted);
+	header(out, "pgbdr_spop_connections_open", "gauge", "SPOP connections open now.");
+	if (l)
+		plain_sample(out, "pgbdr_spop_connections_open", NULL, NULL,
+			     l->open);
+	header(out, "pgbdr_spop_refused_total", "counter",
+	       "SPOP clients closed at once: not in allow_from, or over max_clients.");
+	if (l) {
+		plain_sample(out, "pgbdr_spop_refused_total", "reason", "allow_from", l->refused);
+		plain_sample(out, "pgbdr_spop_refused_total", "reason", "max_clients",
+			     l->over_capacity);
+	}
+	header(out, "pgbdr_spop_timeouts_total", "counter",
+	       "SPOP connections closed after client_timeout without a complete frame.");
+	if (l)
+		plain_sample(out, "pgbdr_spop_timeouts_total", NULL, NULL, a->counters.spop.timeouts);
+}
+
+/*
+ * The SPOP counters (frames by type, disconnects by status code,
+ * connections, refusals); with the listener off the metric headers are
+ * still there, so the names always are.
+ */
+static void render_spop(const struct agent *a, struct evbuffer *out)
+{
+	const struct spop_counters *st = a->spop ? &a->counters.spop : NULL;
+
+	render_spop_connections(a, out);
+	render_spop_frames(st, out);
+	render_spop_messages(st, out);
 }
 
 static void render_agent(const struct agent *a, struct evbuffer *out)
@@ -227,9 +368,9 @@ static void render_agent(const struct agent *a, struct evbuffer *out)
 	evbuffer_add_printf(out, "pgbdr_ready_nodes %d\n", agent_ready_nodes(a));
 	header(out, "pgbdr_reloads_total", "counter", "Configuration reloads by result.");
 	evbuffer_add_printf(out, "pgbdr_reloads_total{result=\"ok\"} %llu\n",
-			    (unsigned long long)a->reloads);
+			    (unsigned long long)a->counters.reloads);
 	evbuffer_add_printf(out, "pgbdr_reloads_total{result=\"rejected\"} %llu\n",
-			    (unsigned long long)a->reload_failures);
+			    (unsigned long long)a->counters.reload_failures);
 }
 
 static void render_etcd(const struct agent *a, struct evbuffer *out)
@@ -292,5 +433,5 @@ void metrics_render(const struct agent *a, struct evbuffer *out)
 	render_accept(a, out);
 	render_etcd(a, out);
 	render_client_memory(a, out);
-	spop_server_render_metrics(a->spop, out);
+	render_spop(a, out);
 }

@@ -69,7 +69,7 @@ enum poller_phase {
 struct poller {
 	struct event_base *base;
 	struct evdns_base *dns;
-	const struct node_config *cfg;
+	const struct node_config *const *cfg; /* the owner's: see poller_new() */
 	struct poller_settings settings;
 	const struct logger *log;
 	const char *name;
@@ -115,13 +115,6 @@ struct poller {
 
 static void start_round(struct poller *p);
 static void on_io(evutil_socket_t fd, short what, void *arg);
-
-static struct timeval ms_to_timeval(int64_t ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	return tv;
-}
 
 static void unwatch(struct poller *p)
 {
@@ -225,8 +218,8 @@ static void fail_round(struct poller *p, enum probe_outcome outcome,
 static void node_secrets(const struct poller *p, struct secret_list *s)
 {
 	memset(s, 0, sizeof(*s));
-	secret_list_add(s, node_config_param(p->cfg, "password"));
-	secret_list_add(s, node_config_param(p->cfg, "sslpassword"));
+	secret_list_add(s, node_config_param(*p->cfg, "password"));
+	secret_list_add(s, node_config_param(*p->cfg, "sslpassword"));
 	if (p->conn)
 		secret_list_add(s, PQpass(p->conn));
 }
@@ -379,9 +372,9 @@ static void handle_detect_result(struct poller *p, const PGresult *res)
 {
 	char err[REASON_MAX];
 	struct conn_caps before = p->caps;
-	bool require_bdr = p->cfg->classic && !p->cfg->flavor_set;
+	bool require_bdr = (*p->cfg)->classic && !(*p->cfg)->flavor_set;
 
-	if (probe_detect_parse(res, p->cfg->flavor, require_bdr, &p->caps, err,
+	if (probe_detect_parse(res, (*p->cfg)->flavor, require_bdr, &p->caps, err,
 			       sizeof(err)) < 0) {
 		fail_round(p, PROBE_QUERY_FAILED, "%s", err);
 		return;
@@ -402,13 +395,23 @@ static void handle_detect_result(struct poller *p, const PGresult *res)
 	send_probe(p);
 }
 
+/*
+ * Scrub a fixed-size field of the facts in place. Its size is checked
+ * against the copy at compile time, so no field is ever cut short.
+ */
+#define SCRUB_FIELD_MAX REASON_MAX
+#define SCRUB_FIELD(p, field)                                                        \
+	do {                                                                          \
+		_Static_assert(sizeof(field) <= SCRUB_FIELD_MAX,                      \
+			       #field " does not fit scrub_in_place()'s copy");       \
+		scrub_in_place(p, field, sizeof(field));                              \
+	} while (0)
+
 /* Catalog strings are server text too: they end up in reasons. */
 static void scrub_in_place(const struct poller *p, char *text, size_t len)
 {
-	char copy[REASON_MAX];
+	char copy[SCRUB_FIELD_MAX];
 
-	if (len > sizeof(copy))
-		len = sizeof(copy);
 	server_text(p, text, copy, len);
 	memcpy(text, copy, strlen(copy) + 1);
 }
@@ -418,12 +421,12 @@ static void handle_probe_result(struct poller *p, const PGresult *res)
 	struct node_facts facts = { .outcome = PROBE_OK, .flavor = p->caps.flavor };
 
 	p->probe->parse(res, &p->caps, &facts);
-	scrub_in_place(p, facts.problem, sizeof(facts.problem));
-	scrub_in_place(p, facts.impairment, sizeof(facts.impairment));
-	scrub_in_place(p, facts.catalog_name, sizeof(facts.catalog_name));
-	scrub_in_place(p, facts.catalog_write_leader, sizeof(facts.catalog_write_leader));
+	SCRUB_FIELD(p, facts.problem);
+	SCRUB_FIELD(p, facts.impairment);
+	SCRUB_FIELD(p, facts.catalog_name);
+	SCRUB_FIELD(p, facts.catalog_write_leader);
 	for (int i = 0; i < facts.n_peers && i < MAX_PEERS; i++)
-		scrub_in_place(p, facts.peers[i].name, sizeof(facts.peers[i].name));
+		SCRUB_FIELD(p, facts.peers[i].name);
 	p->phase = PHASE_CONNECTED;
 	watch(p, EV_READ);
 	finish_round(p, &facts);
@@ -678,9 +681,9 @@ static void start_connect(struct poller *p)
 	const char *val[64];
 	int n = 0;
 
-	for (int i = 0; i < p->cfg->n_params && n < 62; i++) {
-		kw[n] = p->cfg->keywords[i];
-		val[n] = p->cfg->values[i];
+	for (int i = 0; i < (*p->cfg)->n_params && n < 62; i++) {
+		kw[n] = (*p->cfg)->keywords[i];
+		val[n] = (*p->cfg)->values[i];
 		if (p->hostaddr[0] && strcmp(kw[n], "host") == 0)
 			val[n] = p->host_repeated;
 		n++;
@@ -717,12 +720,12 @@ static void start_connect(struct poller *p)
  */
 static const char *host_to_resolve(const struct poller *p)
 {
-	const char *host = node_config_param(p->cfg, "host");
+	const char *host = node_config_param(*p->cfg, "host");
 	unsigned char buf[sizeof(struct in6_addr)];
 
 	if (!host || !host[0] || host[0] == '/' || host[0] == '@')
 		return NULL;
-	if (node_config_param(p->cfg, "hostaddr") || strchr(host, ','))
+	if (node_config_param(*p->cfg, "hostaddr") || strchr(host, ','))
 		return NULL;
 	if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
 		return NULL;
@@ -752,7 +755,7 @@ static void append_address(struct poller *p, const struct evutil_addrinfo *ai,
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct poller *p = arg;
-	const char *host = node_config_param(p->cfg, "host");
+	const char *host = node_config_param(*p->cfg, "host");
 	int n = 0;
 
 	if (result == EVUTIL_EAI_CANCEL)
@@ -800,7 +803,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	switch (p->phase) {
 	case PHASE_RESOLVING:
 		fail_round(p, PROBE_RESOLVE_FAILED, "cannot resolve host %s within %lldms",
-			   node_config_param(p->cfg, "host"), ms);
+			   node_config_param(*p->cfg, "host"), ms);
 		break;
 	case PHASE_CONNECTING:
 	case PHASE_DETECTING:
@@ -838,7 +841,7 @@ static void on_next_round(evutil_socket_t fd, short what, void *arg)
 }
 
 struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
-			  const struct node_config *cfg,
+			  const struct node_config *const *cfg,
 			  const struct poller_settings *settings,
 			  const struct logger *log, const char *name,
 			  poller_result_cb cb, void *arg)
@@ -865,14 +868,6 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 		return NULL;
 	}
 	return p;
-}
-
-void poller_rebind(struct poller *p, const struct node_config *cfg, const char *name,
-		   void *arg)
-{
-	p->cfg = cfg;
-	p->name = name;
-	p->cb_arg = arg;
 }
 
 void poller_set_settings(struct poller *p, const struct poller_settings *settings)

@@ -25,9 +25,13 @@ struct poller_settings {
 	int64_t timeout_ms; /* bounds a whole round: resolve, connect and query */
 };
 
-/* cfg, log and name must outlive the poller. */
+/*
+ * *cfg, log and name must outlive the poller. The config is read
+ * through cfg at every use: a reload replaces the config, and the owner
+ * (a node, whose address is stable) points *cfg at the new one.
+ */
 struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
-			  const struct node_config *cfg,
+			  const struct node_config *const *cfg,
 			  const struct poller_settings *settings,
 			  const struct logger *log, const char *name,
 			  poller_result_cb cb, void *arg);
@@ -35,12 +39,7 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 /* Run the first round now; later rounds follow every interval. */
 void poller_start(struct poller *p);
 
-/*
- * After a reload: the node keeps its connection, but its config, name
- * and owner moved. Timing changes apply from the next round.
- */
-void poller_rebind(struct poller *p, const struct node_config *cfg, const char *name,
-		   void *arg);
+/* After a reload: timing changes apply from the next round. */
 void poller_set_settings(struct poller *p, const struct poller_settings *settings);
 
 /* Closes the connection without waiting on the server. */

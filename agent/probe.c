@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peer_dsn.h"
 #include "probe.h"
 
 /* Catalog probes for the detect query: pg_catalog only, readable by anyone. */
@@ -22,6 +23,13 @@
 #define HAS_PROC(nsp, proc) \
 	" EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace" \
 	"   WHERE n.nspname = '" nsp "' AND p.proname = '" proc "')"
+
+/* Whether the role may read all n of the named tables (a quoted list). */
+#define READABLE(nsp, rels, n) \
+	" (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace" \
+	"   WHERE n.nspname = '" nsp "' AND c.relname IN (" rels ")" \
+	"   AND has_schema_privilege(n.oid, 'USAGE')" \
+	"   AND has_table_privilege(c.oid, 'SELECT')) = " #n
 
 /* The detect query's columns, in order. */
 enum {
@@ -45,6 +53,8 @@ enum {
 	DET_SUPERUSER,
 	DET_SPOCK_RECEIVER_LAG,
 	DET_BDR_SLOT_POSITIONS,
+	DET_BDR_PEER_DSNS,
+	DET_PGL_PEER_DSNS,
 	DET_N_COLS
 };
 
@@ -91,7 +101,9 @@ const char *probe_detect_query(void)
 	       " EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
 	       "   WHERE n.nspname = 'pgbdr_agent' AND p.proname = 'bdr_slot_positions'"
 	       "   AND has_schema_privilege(n.oid, 'USAGE')"
-	       "   AND has_function_privilege(p.oid, 'EXECUTE'))";
+	       "   AND has_function_privilege(p.oid, 'EXECUTE')),"
+	       READABLE("bdr", "'bdr_connections'", 1) ","
+	       READABLE("pglogical", "'node_interface', 'subscription'", 2);
 }
 
 static enum flavor choose_flavor(const struct conn_caps *caps)
@@ -146,6 +158,8 @@ int probe_detect_parse(const PGresult *res, enum flavor forced, bool require_bdr
 	caps->is_superuser = pq_bool(res, DET_SUPERUSER);
 	caps->spock_receiver_lag = pq_bool(res, DET_SPOCK_RECEIVER_LAG);
 	caps->bdr_slot_positions = pq_bool(res, DET_BDR_SLOT_POSITIONS);
+	caps->bdr_peer_dsns = pq_bool(res, DET_BDR_PEER_DSNS);
+	caps->pglogical_peer_dsns = pq_bool(res, DET_PGL_PEER_DSNS);
 	parse_pgd_caps(res, caps);
 	caps->flavor = forced != FLAVOR_AUTO ? forced : choose_flavor(caps);
 	if (require_bdr && caps->flavor != FLAVOR_BDR && caps->flavor != FLAVOR_PGD) {
@@ -236,6 +250,8 @@ void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (!facts->healthy)
+		return; /* the first problem is the one to fix first */
 	facts->healthy = false;
 	va_start(ap, fmt);
 	vsnprintf(facts->problem, sizeof(facts->problem), fmt, ap);
@@ -294,6 +310,35 @@ void probe_take_peers(const PGresult *res, int col, struct node_facts *facts)
 	}
 }
 
+void probe_take_peer_dsns(const PGresult *res, int col, bool readable,
+			  struct node_facts *facts)
+{
+	const char *p = pq_text(res, col);
+
+	facts->n_peer_addrs = 0;
+	facts->peer_dsns = readable ? PEER_DSNS_READ : PEER_DSNS_HIDDEN;
+	while (readable && *p && facts->n_peer_addrs < MAX_PEERS) {
+		struct peer_address *a = &facts->peer_addrs[facts->n_peer_addrs];
+		size_t name_len = strcspn(p, "\x1f\x1e");
+		size_t dsn_len;
+		char dsn[1024];
+
+		snprintf(a->name, sizeof(a->name), "%.*s", (int)name_len, p);
+		p += name_len;
+		dsn_len = p[0] == '\x1f' ? strcspn(p + 1, "\x1e") : 0;
+		/* a DSN cut short is no DSN: the filter rejects an empty one */
+		snprintf(dsn, sizeof(dsn), "%.*s", dsn_len < sizeof(dsn) ? (int)dsn_len : 0,
+			 p + 1);
+		peer_dsn_filter(dsn, a);
+		explicit_bzero(dsn, sizeof(dsn));
+		p += dsn_len ? dsn_len + 1 : strcspn(p, "\x1e");
+		if (*p)
+			p++;
+		if (a->name[0])
+			facts->n_peer_addrs++;
+	}
+}
+
 void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
 				       const char *what, struct node_facts *facts)
 {
@@ -301,7 +346,7 @@ void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int co
 		return;
 	if (pq_int64(res, col_applying) > 0)
 		facts_add_impairment(facts, "%s %s", what, pq_text(res, col_list));
-	else if (facts->healthy)
+	else
 		facts_set_problem(facts, "no subscription replicating: %s %s", what,
 				  pq_text(res, col_list));
 }

@@ -30,6 +30,10 @@ struct conn_caps {
 	bool bdr_has_read_only;    /* bdr.bdr_nodes.node_read_only (BDR >= 1.0) */
 	/* sql/grants/bdr.sql's pgbdr_agent.bdr_slot_positions(), executable */
 	bool bdr_slot_positions;
+	/* may read the peers' DSNs: bdr.bdr_connections, pglogical's
+	 * node_interface and subscription (for per-node lag) */
+	bool bdr_peer_dsns;
+	bool pglogical_peer_dsns;
 	/* PGD catalog shape: 3.7, 4 and 5 differ in these */
 	bool pgd_has_node_kind;    /* bdr.node_summary.node_kind_name (5) */
 	bool pgd_has_decoder_slot; /* bdr.node_slots.is_decoder_slot (4, 5) */
@@ -101,12 +105,20 @@ void probe_take_outgoing(const PGresult *res, int col, struct node_facts *facts)
 void probe_take_incoming(const PGresult *res, int col, struct node_facts *facts);
 
 /*
+ * The peers' DSNs come as name, chr(31), DSN, chr(30) between peers,
+ * and are filtered at once to their addresses (peer_dsn.h); readable
+ * false (the role may not read them) records that instead.
+ */
+void probe_take_peer_dsns(const PGresult *res, int col, bool readable,
+			  struct node_facts *facts);
+
+/*
  * The rule every flavor shares for subscriptions that are not applying
  * although enabled (a provider out of reach): while another one still
  * replicates, the node is impaired; when none does, it cannot tell a
  * dead peer from its own isolation, so it is down. what names them
  * ("subscription", "subscription worker not running"); a NULL list
- * column means none. An earlier problem is kept: it came first.
+ * column means none. An earlier problem is kept (facts_set_problem).
  */
 void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int col_applying,
 				       const char *what, struct node_facts *facts);
@@ -119,7 +131,12 @@ void probe_judge_stalled_subscriptions(const PGresult *res, int col_list, int co
 void probe_take_idle_slots(const PGresult *res, int col_list, const char *what,
 			   struct node_facts *facts);
 
-/* printf into a REASON_MAX buffer, truncating safely. */
+/*
+ * The node cannot serve, and why: printf into a REASON_MAX buffer,
+ * truncating safely. The first problem wins (it is the one to fix
+ * first): a later call changes nothing, so a probe states its checks in
+ * the order they matter and never tests whether one came before.
+ */
 void facts_set_problem(struct node_facts *facts, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void facts_set_impairment(struct node_facts *facts, const char *fmt, ...)

@@ -27,6 +27,7 @@ enum {
 	COL_OUTGOING,
 	COL_INCOMING,
 	COL_PEER_LIST,
+	COL_PEER_DSNS,
 	N_COLS
 };
 
@@ -57,9 +58,23 @@ enum {
 	"   (p.node_status = 'r' AND COALESCE(s.walsender_active, false))::text || chr(31) ||" \
 	"   (p.node_status = 'k')::text, chr(30) ORDER BY p.node_name) FROM bdr.bdr_nodes p" \
 	"   LEFT JOIN bdr.bdr_node_slots s ON s.node_name = p.node_name" \
-	"   WHERE p.node_name <> l.name)" \
+	"   WHERE p.node_name <> l.name)," \
+	" %s" \
 	" FROM (SELECT bdr.bdr_get_local_node_name() AS name) l" \
 	" LEFT JOIN bdr.bdr_nodes n ON n.node_name = l.name"
+
+/*
+ * Where each ready peer can be reached: the DSN this node's own
+ * replication uses for it (bdr.bdr_connections.conn_dsn; node_local_dsn
+ * is the peer's view of itself, often a local socket there). Read only
+ * for the per-node lag, and filtered to an address at once.
+ */
+#define PEER_DSNS \
+	"(SELECT string_agg(p.node_name || chr(31) || COALESCE((SELECT c.conn_dsn" \
+	"   FROM bdr.bdr_connections c WHERE c.conn_sysid = p.node_sysid" \
+	"   AND c.conn_timeline = p.node_timeline AND c.conn_dboid = p.node_dboid" \
+	"   ORDER BY c.conn_dsn LIMIT 1), ''), chr(30) ORDER BY p.node_name)" \
+	"   FROM bdr.bdr_nodes p WHERE p.node_name <> l.name AND p.node_status = 'r')"
 
 #define LAG_WAL "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_location)"
 #define LAG_XLOG "pg_xlog_location_diff(pg_current_xlog_location(), replay_location)"
@@ -71,7 +86,8 @@ static const char *bdr_query(const struct conn_caps *caps, char *buf, size_t len
 	snprintf(buf, len, BDR_SELECT,
 		 caps->bdr_has_read_only ? "n.node_read_only" : "false",
 		 caps->server_version >= 100000 ? LAG_WAL : LAG_XLOG,
-		 caps->bdr_slot_positions ? SLOTS_FUNCTION : SLOTS_VIEW);
+		 caps->bdr_slot_positions ? SLOTS_FUNCTION : SLOTS_VIEW,
+		 caps->bdr_peer_dsns ? PEER_DSNS : "NULL::text");
 	return buf;
 }
 
@@ -149,9 +165,10 @@ static void bdr_parse(const PGresult *res, const struct conn_caps *caps,
 	probe_take_outgoing(res, COL_OUTGOING, facts);
 	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
+	probe_take_peer_dsns(res, COL_PEER_DSNS, caps->bdr_peer_dsns, facts);
 
 	judge_node_status(pq_text(res, COL_NODE_STATUS), facts);
-	if (facts->healthy && !pq_bool(res, COL_ACTIVE))
+	if (!pq_bool(res, COL_ACTIVE))
 		facts_set_problem(facts, "BDR is not active in this database");
 	judge_bdr_peer_slots(facts->peers_total, facts->peers_down,
 			 pq_text(res, COL_PEERS_DOWN_NAMES), facts);

@@ -124,7 +124,7 @@ static void logical_parse(const PGresult *res, const struct conn_caps *caps,
 
 	judge_subscriptions(res, facts);
 	syncing = pq_int64(res, COL_TABLES_SYNCING);
-	if (syncing > 0 && facts->healthy)
+	if (syncing > 0)
 		facts_set_problem(facts, "initial copy of %lld table%s: not ready for reads",
 				  syncing, syncing == 1 ? "" : "s");
 	probe_take_idle_slots(res, COL_SLOTS_IDLE, "slot not streaming:", facts);

@@ -11,7 +11,6 @@
  * as the peer's lag; this node's own lag is its peers' "peer>this". Alone
  * it is unknown while it subscribes to anyone, and 0 when it does not.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -151,22 +150,6 @@ static const char *pgd_query(const struct conn_caps *caps, char *buf, size_t len
 	return buf;
 }
 
-/* Only the first problem is reported: it is the one to fix first. */
-static void first_problem(struct node_facts *facts, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void first_problem(struct node_facts *facts, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!facts->healthy)
-		return;
-	facts->healthy = false;
-	va_start(ap, fmt);
-	vsnprintf(facts->problem, sizeof(facts->problem), fmt, ap);
-	va_end(ap);
-}
-
 static bool in_list(const char *s, const char *const *list)
 {
 	for (; *list; list++)
@@ -197,15 +180,15 @@ void judge_local_state(const char *state, const char *target, struct node_facts 
 	if (strcmp(state, "STANDBY") == 0 && (!target[0] || strstr(target, "STANDBY")))
 		facts->read_only = true;
 	else if (strcmp(state, "STANDBY") == 0 || in_list(state, joining))
-		first_problem(facts, "joining: %s", state);
+		facts_set_problem(facts, "joining: %s", state);
 	else if (strcmp(state, "NONE") == 0 || strcmp(state, "CREATED") == 0)
-		first_problem(facts, "not joined to a PGD group: %s", state);
+		facts_set_problem(facts, "not joined to a PGD group: %s", state);
 	else if (in_list(state, parting))
-		first_problem(facts, "parting: %s", state);
+		facts_set_problem(facts, "parting: %s", state);
 	else if (strcmp(state, "PARTED") == 0)
-		first_problem(facts, "parted from the PGD group: PARTED");
+		facts_set_problem(facts, "parted from the PGD group: PARTED");
 	else
-		first_problem(facts, "PGD node state %s", state[0] ? state : "unknown");
+		facts_set_problem(facts, "PGD node state %s", state[0] ? state : "unknown");
 }
 
 /*
@@ -224,7 +207,7 @@ static void judge_slots_status(const PGresult *res, struct node_facts *facts)
 	if (strcmp(status, "WARNING") == 0 || strcmp(status, "CRITICAL") == 0)
 		facts_add_impairment(facts, "replication slots %s: %s", status, message);
 	else
-		first_problem(facts, "replication slots %s: %s", status, message);
+		facts_set_problem(facts, "replication slots %s: %s", status, message);
 }
 
 /*
@@ -236,7 +219,7 @@ static void judge_slots_status(const PGresult *res, struct node_facts *facts)
 static void judge_subscriptions(const PGresult *res, struct node_facts *facts)
 {
 	if (!pq_is_null(res, COL_SUBS_DISABLED))
-		first_problem(facts, "subscription disabled: %s", pq_text(res, COL_SUBS_DISABLED));
+		facts_set_problem(facts, "subscription disabled: %s", pq_text(res, COL_SUBS_DISABLED));
 	probe_judge_stalled_subscriptions(res, COL_SUBS_DOWN, COL_SUBS_REPLICATING,
 					  "subscription", facts);
 }
@@ -257,18 +240,18 @@ static void judge_raft(const PGresult *res, const struct conn_caps *caps,
 	const char *problem = pq_text(res, COL_RAFT_PROBLEM);
 
 	if (!caps->pgd_has_raft)
-		first_problem(facts, "raft: bdr.group_raft_details is missing: consensus unknown");
+		facts_set_problem(facts, "raft: bdr.group_raft_details is missing: consensus unknown");
 	else if (pq_int64(res, COL_RAFT_GROUPS) == 0)
-		first_problem(facts, "raft: no consensus status for this node");
+		facts_set_problem(facts, "raft: no consensus status for this node");
 	else if (strncmp(problem, RAFT_NO_LEADER, strlen(RAFT_NO_LEADER)) == 0) {
 		facts->raft_leaderless = true;
 		snprintf(facts->raft_text, sizeof(facts->raft_text), "%s", problem);
 	}
 	else if (!pq_is_null(res, COL_RAFT_PROBLEM))
-		first_problem(facts, "%s", problem);
+		facts_set_problem(facts, "%s", problem);
 	else if (!pq_is_null(res, COL_RAFT_SELF))
-		first_problem(facts, "raft: this node does not follow leader %s",
-			      pq_text(res, COL_RAFT_SELF));
+		facts_set_problem(facts, "raft: this node does not follow leader %s",
+				  pq_text(res, COL_RAFT_SELF));
 	if (!pq_is_null(res, COL_RAFT_PEERS))
 		facts_add_impairment(facts, "raft: %s not following the leader",
 			       pq_text(res, COL_RAFT_PEERS));
@@ -292,7 +275,7 @@ void judge_node_kind(const char *kind, struct node_facts *facts)
 	if (strcmp(kind, "subscriber-only") == 0)
 		facts->read_only = true;
 	else if (strcmp(kind, "witness") == 0)
-		first_problem(facts, "witness node: it stores no data and takes no traffic");
+		facts_set_problem(facts, "witness node: it stores no data and takes no traffic");
 }
 
 static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
@@ -312,7 +295,7 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 	probe_take_peers(res, COL_PEER_LIST, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME)) {
-		first_problem(facts, "no local PGD node in this database");
+		facts_set_problem(facts, "no local PGD node in this database");
 		return;
 	}
 	judge_local_state(pq_text(res, COL_STATE), pq_text(res, COL_TARGET_STATE), facts);

@@ -34,6 +34,7 @@ enum {
 	COL_READ_ONLY,
 	COL_PEER_LIST,
 	COL_SYNCING,
+	COL_PEER_DSNS,
 	N_COLS
 };
 
@@ -66,13 +67,28 @@ enum {
 	"   chr(30) ORDER BY n.node_name) FROM pglogical.node n" \
 	"   WHERE n.node_id NOT IN (SELECT node_id FROM pglogical.local_node))," \
 	" (SELECT count(*) FROM pglogical.local_sync_status" \
-	"   WHERE sync_relname IS NOT NULL AND sync_status NOT IN ('r', 'y'))::int"
+	"   WHERE sync_relname IS NOT NULL AND sync_status NOT IN ('r', 'y'))::int," \
+	" %s"
+
+/*
+ * Where each provider of this node's enabled subscriptions can be
+ * reached: the interface the subscription connects through. Read only
+ * for the per-node lag, and filtered to an address at once.
+ */
+#define PEER_DSNS \
+	"(SELECT string_agg(n.node_name || chr(31) || i.if_dsn, chr(30) ORDER BY n.node_name)" \
+	"   FROM pglogical.subscription s JOIN pglogical.node_interface i" \
+	"   ON i.if_id = s.sub_origin_if JOIN pglogical.node n ON n.node_id = s.sub_origin" \
+	"   WHERE s.sub_enabled AND s.sub_target IN (SELECT node_id FROM pglogical.local_node))"
 
 static const char *pglogical_query(const struct conn_caps *caps, char *buf, size_t len)
 {
-	if (caps->server_version >= 100000)
-		return PGLOGICAL_SELECT("pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)");
-	return PGLOGICAL_SELECT("pg_xlog_location_diff(pg_current_xlog_location(), confirmed_flush_lsn)");
+	snprintf(buf, len, PGLOGICAL_SELECT("%s"),
+		 caps->server_version >= 100000 ?
+		 "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)" :
+		 "pg_xlog_location_diff(pg_current_xlog_location(), confirmed_flush_lsn)",
+		 caps->pglogical_peer_dsns ? PEER_DSNS : "NULL::text");
+	return buf;
 }
 
 static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
@@ -88,6 +104,7 @@ static void pglogical_parse(const PGresult *res, const struct conn_caps *caps,
 	probe_take_outgoing(res, COL_OUTGOING, facts);
 	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
+	probe_take_peer_dsns(res, COL_PEER_DSNS, caps->pglogical_peer_dsns, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME))
 		facts_set_problem(facts, "no pglogical local node in this database");

@@ -175,8 +175,8 @@ static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 		return;
 	json_key(out, "peers");
 	evbuffer_add(out, "[", 1);
-	for (int i = 0; i < a->nodes[0].n_peers; i++) {
-		const struct peer_fact *p = &a->nodes[0].peers[i];
+	for (int i = 0; i < a->nodes[0]->n_peers; i++) {
+		const struct peer_fact *p = &a->nodes[0]->peers[i];
 
 		evbuffer_add_printf(out, "%s{", i ? ", " : "");
 		json_string_field(out, "name", p->name);
@@ -199,7 +199,7 @@ void render_status_json(const struct agent *a, struct evbuffer *out)
 	for (int i = 0; i < a->n_nodes; i++) {
 		if (i > 0)
 			evbuffer_add(out, ", ", 2);
-		render_node_json(&a->nodes[i], out);
+		render_node_json(a->nodes[i], out);
 	}
 	evbuffer_add(out, "]}\n", 3);
 }
@@ -229,7 +229,7 @@ void render_status_table(const struct agent *a, struct evbuffer *out)
 	evbuffer_add_printf(out, "%-20s %-10s %-9s %6s %10s %9s  %s\n", "NODE", "FLAVOR",
 			    "STATE", "WEIGHT", "LAG", "LAG_TIME", "REASON");
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node_status *st = &a->nodes[i].status;
+		const struct node_status *st = &a->nodes[i]->status;
 		char lag[32], lag_time[32];
 
 		format_lag(st, lag, sizeof(lag));
@@ -282,7 +282,7 @@ static int64_t compact_staleness_ms(const struct agent *a, int64_t now)
 	int64_t oldest = 0;
 
 	for (int i = 0; i < a->n_nodes; i++) {
-		int64_t at = a->nodes[i].status.last_probe_at_ms;
+		int64_t at = a->nodes[i]->status.last_probe_at_ms;
 		int64_t age = now - (at ? at : a->started_at_ms);
 
 		if (age > oldest)
@@ -303,7 +303,7 @@ void render_status_compact(const struct agent *a, struct evbuffer *out)
 	compact_word(out, best ? best->status.name : NULL);
 	evbuffer_add_printf(out, "\nready_nodes %d\n", agent_ready_nodes(a));
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node_status *st = &a->nodes[i].status;
+		const struct node_status *st = &a->nodes[i]->status;
 
 		evbuffer_add(out, "node ", 5);
 		compact_word(out, st->name);

@@ -5,7 +5,10 @@
  * disconnects. Every NOTIFY is answered at once from the cached node
  * table, so ACKs leave in arrival order and never wait on PostgreSQL.
  * The codec (spoe/spop.h) parses and encodes; this file moves bytes,
- * enforces the limits and picks the variables.
+ * enforces SPOP's own limits and picks the variables. What every
+ * protocol shares (allow_from, max_clients, the connection list, the
+ * linger at close) is the listener's (listener.c), and the counters
+ * are plain data in struct agent, which metrics.c renders.
  *
  * Memory: what clients can make the agent hold (reassembly buffers of
  * fragmented NOTIFYs, ACKs queued to clients that do not read) counts
@@ -26,10 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "ask.h"
+#include "clock.h"
 #include "listener.h"
 #include "spop.h"
 #include "spop_server.h"
@@ -84,18 +87,16 @@
 enum conn_state {
 	CONN_AWAIT_HELLO,  /* only HAPROXY-HELLO (or DISCONNECT) is valid */
 	CONN_READY,        /* handshake done: NOTIFY in, ACK out */
-	CONN_CLOSING,      /* last frame queued: flush it, discard input */
-	CONN_LINGERING,    /* flushed and FIN sent: wait for the client's FIN */
+	CONN_CLOSING,      /* last frame queued: flush it, discard input; then the listener lingers */
 };
 
 struct spop_conn {
+	struct listener_conn lc; /* first: the listener allocates and links it */
 	struct spop_server *server;
-	LIST_ENTRY(spop_conn) link;
-	struct bufferevent *bev;
 	/*
 	 * One timer serves each state in turn: no complete frame within
 	 * client_timeout (no timer while an answered connection is idle
-	 * between frames), then a bound on flushing, then on lingering.
+	 * between frames), then a bound on flushing.
 	 * A bufferevent read timeout would not do for the first: any
 	 * byte resets it, so a client trickling a frame would never
 	 * time out.
@@ -108,14 +109,12 @@ struct spop_conn {
 	bool peer_closed;         /* EOF seen: no FIN to wait for */
 	struct spop_reasm reasm;
 	uint8_t *reasm_buf;       /* allocated at a fragment, freed at the message's end */
-	struct evbuffer_cb_entry *output_watch; /* keeps the memory budget */
 	char peer[PEER_NAME_MAX];
 };
 
 struct spop_server {
 	struct agent *agent;
 	struct listener *listener;
-	LIST_HEAD(, spop_conn) conns;  /* every open connection, to free at exit */
 	/* One outgoing frame at a time: the loop is single-threaded. */
 	uint8_t *scratch;
 	size_t scratch_cap;
@@ -123,20 +122,14 @@ struct spop_server {
 	size_t max_fragmented;    /* 0: fragmentation not announced */
 	const char *capabilities;
 	struct timeval client_timeout;
-	struct timeval linger;
-	struct spop_server_stats stats;
+	int64_t linger_ms;
+	struct spop_counters *counters;              /* the agent's */
+	const struct listener_counters *connections; /* the agent's: how many are open */
 
 	struct memory_budget *budget; /* the agent's, shared with HTTP */
 	int open_peak;            /* since the last trim */
 	struct event *trim_timer;
 };
-
-static struct timeval timeval_from_ms(int64_t ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	return tv;
-}
 
 static const struct logger *conn_log(const struct spop_conn *c)
 {
@@ -147,8 +140,8 @@ static const struct logger *conn_log(const struct spop_conn *c)
 
 static void note_open(struct spop_server *s)
 {
-	if (s->stats.open > s->open_peak)
-		s->open_peak = s->stats.open;
+	if ((int)s->connections->open > s->open_peak)
+		s->open_peak = (int)s->connections->open;
 }
 
 static void release_reasm_buffer(struct spop_conn *c)
@@ -164,12 +157,11 @@ static void release_reasm_buffer(struct spop_conn *c)
 /* After a burst (much memory or many connections, now gone), trim the heap. */
 static void maybe_trim_later(struct spop_server *s)
 {
-	struct timeval tv = { .tv_sec = TRIM_DELAY_MS / 1000,
-			      .tv_usec = (TRIM_DELAY_MS % 1000) * 1000 };
+	struct timeval tv = ms_to_timeval(TRIM_DELAY_MS);
 	bool memory_burst = s->budget->peak >= TRIM_MIN_BYTES &&
 			    s->budget->held < s->budget->peak / 4;
 	bool connection_burst = s->open_peak >= TRIM_MIN_CONNECTIONS &&
-				s->stats.open < s->open_peak / 4;
+				(int)s->connections->open < s->open_peak / 4;
 
 	if ((memory_burst || connection_burst) && !evtimer_pending(s->trim_timer, NULL))
 		evtimer_add(s->trim_timer, &tv);
@@ -181,31 +173,25 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
 
 	malloc_trim(0);
 	memory_budget_reset_peak(s->budget);
-	s->open_peak = s->stats.open;
+	s->open_peak = (int)s->connections->open;
 }
 
 /* ---- connection lifetime -------------------------------------------- */
 
 static size_t output_length(const struct spop_conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return listener_conn_output_length(&c->lc);
 }
 
-static void conn_free(struct spop_conn *c)
+/* The listener's close callback: what is SPOP's own. */
+static void on_close(struct listener_conn *lc)
 {
-	struct spop_server *s = c->server;
+	struct spop_conn *c = (struct spop_conn *)lc;
 
-	LIST_REMOVE(c, link);
-	s->stats.open--;
-	if (c->output_watch) {
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_watch);
-		memory_budget_give(s->budget, output_length(c));
-	}
 	release_reasm_buffer(c);
-	bufferevent_free(c->bev);
-	event_free(c->timer);
-	free(c);
-	maybe_trim_later(s);
+	if (c->timer)
+		event_free(c->timer);
+	maybe_trim_later(c->server);
 }
 
 static void arm_timer(struct spop_conn *c, const struct timeval *tv)
@@ -214,23 +200,23 @@ static void arm_timer(struct spop_conn *c, const struct timeval *tv)
 }
 
 /*
- * After the last frame went out, send our FIN and read until the
- * client's: closing with unread input would make the kernel answer
- * with a reset, which can destroy the DISCONNECT frame in flight.
- * Returns false if c was freed.
+ * After the last frame went out, the listener sends our FIN and reads
+ * until the client's: closing with unread input would make the kernel
+ * answer with a reset, which can destroy the DISCONNECT frame in
+ * flight. A shed client is not read from again: only the timer ends
+ * its linger.
  */
-static bool conn_settle(struct spop_conn *c)
+static void conn_settle(struct spop_conn *c)
 {
 	if (c->state != CONN_CLOSING || output_length(c) > 0)
-		return true;
+		return;
 	if (c->peer_closed) {
-		conn_free(c);
-		return false;
+		listener_conn_close(&c->lc);
+		return;
 	}
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	c->state = CONN_LINGERING;
-	arm_timer(c, &c->server->linger);
-	return true;
+	evtimer_del(c->timer);
+	listener_conn_linger(&c->lc, c->server->linger_ms,
+			     (bufferevent_get_enabled(c->lc.bev) & EV_READ) != 0);
 }
 
 /* Queue nothing more; what is queued still goes out. */
@@ -239,7 +225,7 @@ static void conn_finish(struct spop_conn *c)
 	c->state = CONN_CLOSING;
 	if (c->read_paused) {
 		c->read_paused = false;
-		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_enable(c->lc.bev, EV_READ);
 	}
 	arm_timer(c, &c->server->client_timeout);
 }
@@ -247,14 +233,14 @@ static void conn_finish(struct spop_conn *c)
 static void conn_send(struct spop_conn *c, const uint8_t *frame, ssize_t len)
 {
 	if (len > 0)
-		evbuffer_add(bufferevent_get_output(c->bev), frame, (size_t)len);
+		evbuffer_add(bufferevent_get_output(c->lc.bev), frame, (size_t)len);
 }
 
 static size_t status_slot(enum spop_status status)
 {
 	unsigned code = (unsigned)status;
 
-	return code < SPOP_SERVER_STATUS_SLOTS - 1 ? code : SPOP_SERVER_STATUS_SLOTS - 1;
+	return code < SPOP_STATUS_SLOTS - 1 ? code : SPOP_STATUS_SLOTS - 1;
 }
 
 /* AGENT-DISCONNECT with status, then close. */
@@ -267,7 +253,7 @@ static void conn_disconnect(struct spop_conn *c, enum spop_status status)
 		log_debug(conn_log(c), "spop %s: disconnecting: %s (%d)", c->peer,
 			  spop_status_text(status), (int)status);
 	conn_send(c, s->scratch, len);
-	s->stats.disconnects[status_slot(status)]++;
+	s->counters->disconnects[status_slot(status)]++;
 	conn_finish(c);
 }
 
@@ -292,10 +278,10 @@ static void on_haproxy_hello(struct spop_conn *c, const struct spop_frame *f)
 							: s->max_frame_size;
 	conn_send(c, s->scratch,
 		  spop_encode_agent_hello(s->scratch, s->scratch_cap, size, s->capabilities));
-	s->stats.hellos_sent++;
+	s->counters->hellos_sent++;
 	if (hello.healthcheck) {
 		/* option spop-check: HAProxy closes after the AGENT-HELLO. */
-		s->stats.healthchecks++;
+		s->counters->healthchecks++;
 		conn_finish(c);
 		return;
 	}
@@ -540,10 +526,10 @@ static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t fram
 	spop_notify_iter_init(&it, payload, len);
 	while (spop_notify_next(&it, &msg)) {
 		if (!spop_str_eq(msg.name, STATUS_MESSAGE)) {
-			s->stats.unknown_messages++;
+			s->counters->unknown_messages++;
 			continue;
 		}
-		s->stats.messages++;
+		s->counters->messages++;
 		/* We never fragment an ACK: what does not fit is left out. */
 		if (!full && !put_status_actions(&b, s->agent, &msg))
 			full = true;
@@ -554,9 +540,9 @@ static void answer_notify(struct spop_conn *c, uint64_t stream_id, uint64_t fram
 		return;
 	}
 	if (full)
-		s->stats.acks_truncated++;
+		s->counters->acks_truncated++;
 	conn_send(c, s->scratch, spop_frame_finish(&b));
-	s->stats.acks_sent++;
+	s->counters->acks_sent++;
 	c->answered = true;
 }
 
@@ -589,11 +575,11 @@ static bool ensure_reasm_buffer(struct spop_conn *c, const struct spop_frame *f)
 static void conn_shed(struct spop_conn *c)
 {
 	c->server->budget->shed++;
-	evbuffer_drain(bufferevent_get_output(c->bev), output_length(c));
+	evbuffer_drain(bufferevent_get_output(c->lc.bev), output_length(c));
 	release_reasm_buffer(c);
 	conn_disconnect(c, SPOP_STATUS_RES_ALLOC);
 	/* the linger that follows waits for its timer, not for the client's FIN */
-	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_disable(c->lc.bev, EV_READ);
 }
 
 /*
@@ -623,7 +609,7 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 		return;
 	case SPOP_REASM_ABORTED:
 		/* The stream is gone on HAProxy's side: nobody waits for an ACK. */
-		c->server->stats.aborted++;
+		c->server->counters->aborted++;
 		release_reasm_buffer(c);
 		return;
 	case SPOP_REASM_ERROR:
@@ -631,7 +617,7 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 		return;
 	case SPOP_REASM_COMPLETE:
 		if (c->reasm_buf && payload == c->reasm_buf)
-			c->server->stats.reassembled++;
+			c->server->counters->reassembled++;
 		answer_notify(c, f->stream_id, f->frame_id, payload, len);
 		release_reasm_buffer(c);
 		return;
@@ -642,9 +628,9 @@ static void on_notify_frame(struct spop_conn *c, const struct spop_frame *f)
 
 static void count_frame_in(struct spop_server *s, uint8_t type)
 {
-	size_t slot = type < SPOP_SERVER_FRAME_SLOTS - 1 ? type : SPOP_SERVER_FRAME_SLOTS - 1;
+	size_t slot = type < SPOP_FRAME_SLOTS - 1 ? type : SPOP_FRAME_SLOTS - 1;
 
-	s->stats.frames_in[slot]++;
+	s->counters->frames_in[slot]++;
 }
 
 static void on_frame_before_hello(struct spop_conn *c, const struct spop_frame *f)
@@ -705,13 +691,13 @@ static bool accepts_frames(const struct spop_conn *c)
 static void pause_reading(struct spop_conn *c)
 {
 	c->read_paused = true;
-	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_disable(c->lc.bev, EV_READ);
 }
 
 /* Handle every complete frame buffered; a partial one waits for more. */
 static void process_input(struct spop_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = bufferevent_get_input(c->lc.bev);
 	bool progressed = false;
 
 	while (accepts_frames(c)) {
@@ -771,7 +757,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 
 	if (c->read_paused) {
 		c->read_paused = false;
-		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_enable(c->lc.bev, EV_READ);
 		/* Frames may be waiting already: no read event would announce them. */
 		process_input(c);
 	}
@@ -784,7 +770,7 @@ static void on_event(struct bufferevent *bev, short events, void *arg)
 
 	if (events & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		/* A reset, or output that made no progress for client_timeout */
-		conn_free(c);
+		listener_conn_close(&c->lc);
 		return;
 	}
 	if (events & BEV_EVENT_EOF) {
@@ -793,10 +779,6 @@ static void on_event(struct bufferevent *bev, short events, void *arg)
 		 * read the ACKs; a truncated frame is simply dropped.
 		 */
 		c->peer_closed = true;
-		if (c->state == CONN_LINGERING) {
-			conn_free(c);
-			return;
-		}
 		if (c->state != CONN_CLOSING)
 			conn_finish(c);
 		conn_settle(c);
@@ -808,10 +790,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	struct spop_conn *c = arg;
 
 	if (!accepts_frames(c)) {
-		conn_free(c);
+		listener_conn_close(&c->lc);
 		return;
 	}
-	c->server->stats.timeouts++;
+	c->server->counters->timeouts++;
 	conn_disconnect(c, SPOP_STATUS_TIMEOUT);
 	conn_settle(c);
 }
@@ -831,47 +813,29 @@ static void format_peer(const struct sockaddr *sa, int socklen, char *out, size_
 		snprintf(out, outlen, "%s:%s", host, port);
 }
 
-static void link_conn(struct spop_server *s, struct spop_conn *c)
+/* The listener's open callback: socket options, state and callbacks of a new client. */
+static int on_open(void *arg, struct listener_conn *lc, const struct sockaddr *sa, int socklen)
 {
-	LIST_INSERT_HEAD(&s->conns, c, link);
-	s->stats.open++;
-	note_open(s);
-}
-
-/* Takes ownership of fd, closing it on failure. */
-static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
-				  const struct sockaddr *sa, int socklen)
-{
-	struct event_base *base = s->agent->base;
-	struct spop_conn *c = calloc(1, sizeof(*c));
-	int one = 1, send_buffer = SOCKET_SEND_BUFFER;
+	struct spop_server *s = arg;
+	struct spop_conn *c = (struct spop_conn *)lc;
+	evutil_socket_t fd = bufferevent_getfd(lc->bev);
+	int one = 1;
 	int keep_idle = KEEPALIVE_IDLE_S, keep_intvl = KEEPALIVE_INTERVAL_S;
 	int keep_cnt = KEEPALIVE_PROBES;
 
-	if (!c) {
-		evutil_closesocket(fd);
-		return NULL;
-	}
-	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		evutil_closesocket(fd);
-		free(c);
-		return NULL;
-	}
-	c->timer = evtimer_new(base, on_timer, c);
-	if (!c->timer) {
-		bufferevent_free(c->bev);
-		free(c);
-		return NULL;
-	}
 	c->server = s;
+	c->timer = evtimer_new(s->agent->base, on_timer, c);
+	if (!c->timer)
+		return -1;
 	c->state = CONN_AWAIT_HELLO;
 	c->max_frame_size = s->max_frame_size;
 	spop_reasm_init(&c->reasm, NULL, 0);
-	format_peer(sa, socklen, c->peer, sizeof(c->peer));
+	if (sa)
+		format_peer(sa, socklen, c->peer, sizeof(c->peer));
+	else
+		snprintf(c->peer, sizeof(c->peer), "?");
 	/* Small ACKs must leave at once: HAProxy's stream is waiting. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
 	/* An idle connection has no timer (see process_input): keepalive
 	 * finds the HAProxy that vanished without closing it. */
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -879,46 +843,38 @@ static struct spop_conn *conn_new(struct spop_server *s, evutil_socket_t fd,
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keep_intvl, sizeof(keep_intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keep_cnt, sizeof(keep_cnt));
 
-	c->output_watch = evbuffer_add_cb(bufferevent_get_output(c->bev), memory_budget_on_buffer,
-					  s->budget);
-	if (!c->output_watch) {
-		event_free(c->timer);
-		bufferevent_free(c->bev);
-		free(c);
-		return NULL;
-	}
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	bufferevent_setcb(c->lc.bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->lc.bev, EV_READ, 0,
 				 SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size + INPUT_SLACK_BYTES);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(c->bev, NULL, &s->client_timeout);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setwatermark(c->lc.bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(c->lc.bev, NULL, &s->client_timeout);
+	bufferevent_enable(c->lc.bev, EV_READ | EV_WRITE);
 	arm_timer(c, &s->client_timeout);
-	link_conn(s, c);
-	return c;
-}
-
-static void on_accept(void *arg, evutil_socket_t fd, struct sockaddr *sa, int socklen)
-{
-	struct spop_server *s = arg;
-
-	if (s->stats.open >= s->agent->config.max_clients) {
-		s->stats.refused_busy++;
-		evutil_closesocket(fd);
-		return;
-	}
-	s->stats.accepted++;
-	if (!conn_new(s, fd, sa, socklen))
-		log_warning(&s->agent->log, "spop: cannot set up a connection: out of memory");
+	note_open(s);
+	return 0;
 }
 
 /* ---- the server --------------------------------------------------------- */
+
+static const struct listener_protocol spop_protocol = {
+	.conn_size = sizeof(struct spop_conn),
+	.send_buffer = SOCKET_SEND_BUFFER,
+	.budgeted = true,
+	.open = on_open,
+	.close = on_close,
+};
+
+static int64_t linger_ms_for(const struct agent_config *cfg)
+{
+	return cfg->client_timeout_ms < LINGER_MS ? cfg->client_timeout_ms : LINGER_MS;
+}
 
 struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *addr,
 				    char *err, size_t errlen)
 {
 	const struct agent_config *cfg = &a->config;
 	struct spop_server *s = calloc(1, sizeof(*s));
+	struct listener_setup setup = agent_listener_setup(a, LISTENER_SPOP, &spop_protocol, s);
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -926,12 +882,13 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 	}
 	s->agent = a;
 	s->budget = &a->client_memory;
+	s->counters = &a->counters.spop;
+	s->connections = &a->counters.listeners[LISTENER_SPOP];
 	s->max_frame_size = (uint32_t)cfg->spoe_max_frame_size;
 	s->max_fragmented = cfg->spoe_max_fragmented > 0 ? (size_t)cfg->spoe_max_fragmented : 0;
 	s->capabilities = s->max_fragmented > 0 ? "pipelining,fragmentation" : "pipelining";
-	s->client_timeout = timeval_from_ms(cfg->client_timeout_ms);
-	s->linger = timeval_from_ms(cfg->client_timeout_ms < LINGER_MS ? cfg->client_timeout_ms
-									 : LINGER_MS);
+	s->client_timeout = ms_to_timeval(cfg->client_timeout_ms);
+	s->linger_ms = linger_ms_for(cfg);
 	s->scratch_cap = SPOP_FRAME_LEN_SIZE + (size_t)s->max_frame_size;
 	s->scratch = malloc(s->scratch_cap);
 	s->trim_timer = evtimer_new(a->base, on_trim, s);
@@ -943,9 +900,7 @@ struct spop_server *spop_server_new(struct agent *a, const struct listen_addr *a
 		free(s);
 		return NULL;
 	}
-	s->listener = listener_new(a->base, addr, &cfg->allow_from, &a->log, &a->fd_reserve,
-				   "spop", on_accept, s,
-				   err, errlen);
+	s->listener = listener_new(a->base, addr, &setup, err, errlen);
 	if (!s->listener) {
 		event_free(s->trim_timer);
 		free(s->scratch);
@@ -981,148 +936,16 @@ void spop_server_reconfigure(struct spop_server *s, const struct agent_config *c
 	s->max_frame_size = (uint32_t)frame;
 	s->max_fragmented = fragmented;
 	s->capabilities = fragmented > 0 ? "pipelining,fragmentation" : "pipelining";
-	s->client_timeout = timeval_from_ms(cfg->client_timeout_ms);
-	s->linger = timeval_from_ms(cfg->client_timeout_ms < LINGER_MS ? cfg->client_timeout_ms
-									: LINGER_MS);
+	s->client_timeout = ms_to_timeval(cfg->client_timeout_ms);
+	s->linger_ms = linger_ms_for(cfg);
 }
 
 void spop_server_free(struct spop_server *s)
 {
 	if (!s)
 		return;
-	listener_free(s->listener);
-	while (!LIST_EMPTY(&s->conns))
-		conn_free(LIST_FIRST(&s->conns));
+	listener_free(s->listener); /* closes every connection, which may arm the trim */
 	event_free(s->trim_timer);
 	free(s->scratch);
 	free(s);
-}
-
-const struct listener_stats *spop_server_listener_stats(const struct spop_server *s)
-{
-	return listener_stats(s->listener);
-}
-
-const struct spop_server_stats *spop_server_stats(const struct spop_server *s)
-{
-	return &s->stats;
-}
-
-int spop_server_port(const struct spop_server *s)
-{
-	return listener_port(s->listener);
-}
-
-/* ---- metrics ---------------------------------------------------------- */
-
-static void metric_header(struct evbuffer *out, const char *name, const char *type,
-			  const char *help)
-{
-	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metric_sample(struct evbuffer *out, const char *name, const char *label,
-			  const char *value, unsigned long long n)
-{
-	if (label)
-		evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, value, n);
-	else
-		evbuffer_add_printf(out, "%s %llu\n", name, n);
-}
-
-static void render_frame_metrics(const struct spop_server_stats *st, struct evbuffer *out)
-{
-	static const char *const in_names[SPOP_SERVER_FRAME_SLOTS] = {
-		"unset", "haproxy-hello", "haproxy-disconnect", "notify", "other",
-	};
-	uint64_t disconnects = 0;
-	char code[8];
-
-	metric_header(out, "pgbdr_spop_frames_received_total", "counter",
-		      "SPOP frames received, by type (unset: fragment continuations).");
-	for (int i = 0; st && i < SPOP_SERVER_FRAME_SLOTS; i++)
-		metric_sample(out, "pgbdr_spop_frames_received_total", "type", in_names[i],
-			      st->frames_in[i]);
-	for (int i = 0; st && i < SPOP_SERVER_STATUS_SLOTS; i++)
-		disconnects += st->disconnects[i];
-	metric_header(out, "pgbdr_spop_frames_sent_total", "counter", "SPOP frames sent, by type.");
-	if (st) {
-		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-hello",
-			      st->hellos_sent);
-		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "agent-disconnect",
-			      disconnects);
-		metric_sample(out, "pgbdr_spop_frames_sent_total", "type", "ack", st->acks_sent);
-	}
-	metric_header(out, "pgbdr_spop_disconnects_total", "counter",
-		      "AGENT-DISCONNECT frames sent, by SPOP status code (0 is a normal close).");
-	for (int i = 0; st && i < SPOP_SERVER_STATUS_SLOTS; i++) {
-		if (i < SPOP_SERVER_STATUS_SLOTS - 1)
-			snprintf(code, sizeof(code), "%d", i);
-		else
-			snprintf(code, sizeof(code), "other");
-		metric_sample(out, "pgbdr_spop_disconnects_total", "status", code,
-			      st->disconnects[i]);
-	}
-}
-
-static void render_message_metrics(const struct spop_server_stats *st, struct evbuffer *out)
-{
-	metric_header(out, "pgbdr_spop_messages_total", "counter",
-		      "NOTIFY messages: pgbdr-status answered, others acknowledged without actions.");
-	if (st) {
-		metric_sample(out, "pgbdr_spop_messages_total", "message", STATUS_MESSAGE,
-			      st->messages);
-		metric_sample(out, "pgbdr_spop_messages_total", "message", "other",
-			      st->unknown_messages);
-	}
-	metric_header(out, "pgbdr_spop_fragmented_total", "counter",
-		      "Fragmented NOTIFYs, by outcome.");
-	if (st) {
-		metric_sample(out, "pgbdr_spop_fragmented_total", "result", "reassembled",
-			      st->reassembled);
-		metric_sample(out, "pgbdr_spop_fragmented_total", "result", "aborted", st->aborted);
-	}
-	metric_header(out, "pgbdr_spop_acks_truncated_total", "counter",
-		      "ACKs that could not carry every action within the negotiated frame size.");
-	if (st)
-		metric_sample(out, "pgbdr_spop_acks_truncated_total", NULL, NULL, st->acks_truncated);
-	metric_header(out, "pgbdr_spop_healthchecks_total", "counter",
-		      "HELLOs from HAProxy's option spop-check.");
-	if (st)
-		metric_sample(out, "pgbdr_spop_healthchecks_total", NULL, NULL, st->healthchecks);
-}
-
-static void render_connection_metrics(const struct spop_server *s, struct evbuffer *out)
-{
-	const struct spop_server_stats *st = s ? &s->stats : NULL;
-
-	metric_header(out, "pgbdr_spop_connections_total", "counter",
-		      "SPOP connections accepted.");
-	if (st)
-		metric_sample(out, "pgbdr_spop_connections_total", NULL, NULL, st->accepted);
-	metric_header(out, "pgbdr_spop_connections_open", "gauge", "SPOP connections open now.");
-	if (st)
-		metric_sample(out, "pgbdr_spop_connections_open", NULL, NULL,
-			      (unsigned long long)st->open);
-	metric_header(out, "pgbdr_spop_refused_total", "counter",
-		      "SPOP clients closed at once: not in allow_from, or over max_clients.");
-	if (st) {
-		metric_sample(out, "pgbdr_spop_refused_total", "reason", "allow_from",
-			      listener_stats(s->listener)->refused);
-		metric_sample(out, "pgbdr_spop_refused_total", "reason", "max_clients",
-			      st->refused_busy);
-	}
-	metric_header(out, "pgbdr_spop_timeouts_total", "counter",
-		      "SPOP connections closed after client_timeout without a complete frame.");
-	if (st)
-		metric_sample(out, "pgbdr_spop_timeouts_total", NULL, NULL, st->timeouts);
-}
-
-void spop_server_render_metrics(const struct spop_server *s, struct evbuffer *out)
-{
-	const struct spop_server_stats *st = s ? &s->stats : NULL;
-
-	render_connection_metrics(s, out);
-	render_frame_metrics(st, out);
-	render_message_metrics(st, out);
 }

@@ -71,6 +71,30 @@ struct outgoing_fact {
 };
 
 /*
+ * Where a peer can be reached, as this node's catalog records it, with
+ * everything but the address taken out (peer_dsn.c): the catalog's DSN
+ * may hold a replication password, which is never kept. usable is
+ * false when the DSN names no network address (a local socket on the
+ * peer's host, garbage): the peer is then known but cannot be asked.
+ */
+#define PEER_HOST_MAX 256
+struct peer_address {
+	char name[NODE_NAME_MAX];
+	bool usable;
+	char host[PEER_HOST_MAX];
+	char hostaddr[PEER_HOST_MAX];
+	char port[32];
+	char dbname[NODE_NAME_MAX];
+};
+
+/* Whether the probe read the peers' addresses from the catalog. */
+enum peer_dsns {
+	PEER_DSNS_NONE = 0, /* the flavor's probe does not read them */
+	PEER_DSNS_HIDDEN,   /* the role may not read the catalog that holds them */
+	PEER_DSNS_READ,
+};
+
+/*
  * What one probe round learned. A probe fills only what its flavor can
  * tell; *_known flags keep "unknown" apart from zero.
  */
@@ -137,6 +161,17 @@ struct node_facts {
 	/* The cluster as this node's catalog sees it (flavors that can). */
 	int n_peers;
 	struct peer_fact peers[MAX_PEERS];
+
+	/*
+	 * Per-node mode: the peers this node's own lag must be read from
+	 * (they alone know how far they have sent to it), and where they
+	 * are. lag_unknown_why says which peer could not tell, for the
+	 * reason of an unknown lag.
+	 */
+	enum peer_dsns peer_dsns;
+	int n_peer_addrs;
+	struct peer_address peer_addrs[MAX_PEERS];
+	char lag_unknown_why[REASON_MAX];
 };
 
 enum read_only_policy {
@@ -169,6 +204,7 @@ struct node_status {
 	bool out_lag_bytes_known; /* how far the peers are behind this node */
 	int64_t out_lag_bytes;
 	bool read_only;
+	bool isolated;            /* no peer replicates with it (facts->isolated) */
 	char reason[REASON_MAX];  /* empty when plainly ready */
 	bool write_leader;
 	bool maintenance;

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
-#include "agent.h"
 #include "systemd.h"
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -16,7 +15,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 	sd_notify(0, "WATCHDOG=1");
 }
 
-void systemd_start_watchdog(struct agent *a)
+void systemd_start_watchdog(struct systemd_state *sd, struct event_base *base)
 {
 	uint64_t usec = 0;
 	struct timeval tv;
@@ -27,45 +26,49 @@ void systemd_start_watchdog(struct agent *a)
 	usec /= 2;
 	tv.tv_sec = (time_t)(usec / 1000000);
 	tv.tv_usec = (suseconds_t)(usec % 1000000);
-	a->watchdog = event_new(a->base, -1, EV_PERSIST, on_watchdog, a);
-	if (a->watchdog)
-		event_add(a->watchdog, &tv);
+	sd->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
+	if (sd->watchdog)
+		event_add(sd->watchdog, &tv);
 	sd_notify(0, "WATCHDOG=1");
 }
 
-void systemd_stop_watchdog(struct agent *a)
+void systemd_stop_watchdog(struct systemd_state *sd)
 {
-	if (a->watchdog)
-		event_free(a->watchdog);
-	a->watchdog = NULL;
+	if (sd->watchdog)
+		event_free(sd->watchdog);
+	sd->watchdog = NULL;
 }
 
-static void format_summary(const struct agent *a, char *buf, size_t len)
+static void format_summary(const struct systemd_summary *sum, char *buf, size_t len)
 {
-	const char *leader = agent_write_leader(a);
-
-	snprintf(buf, len, "STATUS=%d/%d nodes ready, write leader %s%s", agent_ready_nodes(a),
-		 a->n_nodes, leader[0] ? leader : "none",
-		 a->maintenance ? ", maintenance" : "");
+	snprintf(buf, len, "STATUS=%d/%d nodes ready, write leader %s%s", sum->ready_nodes,
+		 sum->n_nodes, sum->write_leader[0] ? sum->write_leader : "none",
+		 sum->maintenance ? ", maintenance" : "");
 }
 
-void systemd_update(struct agent *a)
+void systemd_update(struct systemd_state *sd, const struct systemd_summary *sum)
 {
-	char status[sizeof(a->sd_status)];
+	char status[sizeof(sd->status)];
 
-	if (!a->listening)
+	if (!sd->listening)
 		return;
-	format_summary(a, status, sizeof(status));
-	if (!a->sd_ready_sent && agent_all_probed(a)) {
-		a->sd_ready_sent = true;
-		snprintf(a->sd_status, sizeof(a->sd_status), "%s", status);
+	format_summary(sum, status, sizeof(status));
+	if (!sd->ready_sent && sum->all_probed) {
+		sd->ready_sent = true;
+		snprintf(sd->status, sizeof(sd->status), "%s", status);
 		sd_notifyf(0, "READY=1\n%s", status);
 		return;
 	}
-	if (a->sd_ready_sent && strcmp(status, a->sd_status) != 0) {
-		snprintf(a->sd_status, sizeof(a->sd_status), "%s", status);
+	if (sd->ready_sent && strcmp(status, sd->status) != 0) {
+		snprintf(sd->status, sizeof(sd->status), "%s", status);
 		sd_notify(0, status);
 	}
+}
+
+void systemd_ready_again(struct systemd_state *sd, const struct systemd_summary *sum)
+{
+	sd->ready_sent = false;
+	systemd_update(sd, sum);
 }
 
 void systemd_notify_stopping(void)

@@ -56,7 +56,8 @@
 -- size, total time), so a hostile or broken agent can neither make
 -- HAProxy buffer without limit nor hold a poll for long: each read
 -- waits at most the timeout, and the poll gives up once the timeout has
--- passed (the watchdog ages the copy meanwhile).
+-- passed (the watchdog ages the copy meanwhile, and restarts a poll that
+-- is stuck anyway: see restart_stuck_poll).
 --
 -- The compact format (see agent/render.c) is "key value" lines:
 --   pgbdr-compact 1 / seq N / staleness_ms N / write_node NAME|- /
@@ -255,35 +256,53 @@ end
 
 -- Polling --------------------------------------------------------------------
 
-local function close_agent(agent)
-	if agent.sock ~= nil then
-		agent.sock:close()
+-- The poll task, restarted by the watchdog when it is stuck: a read on
+-- the agent's socket should give up after the timeout, but on HAProxy
+-- 3.0 to 3.3 a read on a kept-alive connection can wait forever (seen
+-- after an earlier connection was closed with a large reply unread).
+-- Each task carries a generation; a stuck one that ever wakes up finds
+-- it is no longer current and ends.
+local poll_generation = 0
+local poll_started_ms = nil -- when the current poll began, nil between polls
+
+-- Close sock, and forget it if it is still the agent's connection (a
+-- superseded poll task must not close its successor's).
+local function close_agent(agent, sock)
+	if sock == nil then
+		return
+	end
+	if agent.sock == sock then
 		agent.sock = nil
 	end
+	sock:close()
 end
 
 -- One GET /compact on the agent's kept-alive connection. Returns the body,
 -- or nil and why. Any failure closes the connection.
-local function fetch_compact(agent)
+local function fetch_compact(agent, generation)
 	local deadline = now_ms() + config.timeout
 	local function left()
 		return deadline - now_ms()
 	end
+	local sock = agent.sock
 	local function fail(why)
-		close_agent(agent)
+		close_agent(agent, sock)
 		return nil, why
 	end
 
-	if agent.sock == nil then
-		local sock = core.tcp()
+	if sock == nil then
+		sock = core.tcp()
 		sock:settimeout(config.timeout / 1000)
 		if not sock:connect(agent.host, agent.port) then
 			sock:close()
 			return nil, "cannot connect"
 		end
+		if generation ~= poll_generation then
+			sock:close()
+			return nil, "superseded"
+		end
 		agent.sock = sock
 	end
-	local sock = agent.sock
 	if not sock:send("GET /compact HTTP/1.1\r\nHost: pgbdr-agent\r\n\r\n") then
 		return fail("cannot send")
 	end
@@ -327,7 +346,7 @@ local function fetch_compact(agent)
 				return fail("timeout")
 			end
 			if not keep_alive then
-				close_agent(agent)
+				close_agent(agent, sock)
 			end
 			return body
 		end
@@ -351,10 +370,13 @@ local function fetch_compact(agent)
 end
 
 -- Ask the agents in order; the first good and fresh answer wins.
-local function poll_agents()
+local function poll_agents(generation)
 	local errors = {}
 	for _, agent in ipairs(config.agents) do
-		local body, why = fetch_compact(agent)
+		local body, why = fetch_compact(agent, generation)
+		if generation ~= poll_generation then
+			return nil, "superseded"
+		end
 		local st
 		if body ~= nil then
 			st, why = parse_compact(body)
@@ -538,28 +560,65 @@ local function apply()
 	end
 end
 
-local function poll_task()
-	while true do
+
+local function poll_task(generation)
+	while generation == poll_generation do
 		local ok, err = pcall(function()
-			local st, why = poll_agents()
+			poll_started_ms = now_ms()
+			local st, why = poll_agents(generation)
+			if generation ~= poll_generation then
+				return
+			end
+			poll_started_ms = nil
 			if st ~= nil then
 				current = st
 			end
 			last_error = why
 			apply()
 		end)
-		if not ok then
+		if not ok and generation == poll_generation then
+			poll_started_ms = nil
 			log_warning("poll failed: " .. tostring(err))
 		end
 		core.msleep(config.interval)
 	end
 end
 
+local function start_poll_task()
+	poll_generation = poll_generation + 1
+	poll_started_ms = nil
+	local generation = poll_generation
+	core.register_task(function() poll_task(generation) end)
+end
+
+-- A poll may take one timeout per agent; twice that plus a second is
+-- stuck. Its sockets are closed (which may wake the stuck read) and a
+-- new task takes over with fresh connections.
+local function restart_stuck_poll(now)
+	local limit = 2 * config.timeout * #config.agents + 1000
+	if poll_started_ms == nil or now - poll_started_ms <= limit then
+		return
+	end
+	log_warning("poll stuck for " .. (now - poll_started_ms) .. " ms (limit " .. limit
+	            .. " ms): restarting it on new connections")
+	for _, agent in ipairs(config.agents) do
+		local sock = agent.sock
+		agent.sock = nil
+		if sock ~= nil then
+			pcall(function() sock:close() end)
+		end
+	end
+	start_poll_task()
+end
+
 local function watchdog_task()
 	local period = math.min(100, config.interval)
 	while true do
 		core.msleep(period)
-		local ok, err = pcall(apply)
+		local ok, err = pcall(function()
+			apply()
+			restart_stuck_poll(now_ms())
+		end)
 		if not ok then
 			log_warning("watchdog failed: " .. tostring(err))
 		end
@@ -598,5 +657,6 @@ core.register_fetches("pgbdr_best_node", fetch_best_node)
 core.register_fetches("pgbdr_ready", fetch_ready)
 core.register_fetches("pgbdr_weight", fetch_weight)
 core.register_init(check_backends)
-core.register_task(poll_task)
+poll_generation = 1
+core.register_task(function() poll_task(1) end)
 core.register_task(watchdog_task)

@@ -11,6 +11,8 @@
 --   bdr.bdr_nodes: node_status, node_read_only of the local node;
 --   bdr.bdr_node_slots: node_name, walsender_active, replay_location;
 --   pgbdr_agent.bdr_slot_positions(): replay_location where it is hidden;
+--   bdr.bdr_connections: conn_dsn of the ready peers, per-node mode only
+--       (its host, port and dbname: where to read this node's lag);
 --   pg_current_wal_lsn(), pg_wal_lsn_diff(): PUBLIC.
 -- No superuser, no replication privilege, no write access: the one
 -- SECURITY DEFINER function below returns slot positions only.
@@ -19,6 +21,13 @@ CREATE ROLE pgbdr_monitor LOGIN;
 
 GRANT USAGE ON SCHEMA bdr TO pgbdr_monitor;
 GRANT SELECT ON bdr.bdr_nodes, bdr.bdr_node_slots TO pgbdr_monitor;
+-- Per-node mode ([agent] peer_lag = catalog, the default): a node's own
+-- lag is read from its peers, found through the DSNs in
+-- bdr.bdr_connections. The agent keeps only their host, port and
+-- dbname; but a DSN that embeds a password shows it to this role, so
+-- keep replication passwords in .pgpass. Leave this grant out (the lag
+-- then stays unknown) where that is not acceptable.
+GRANT SELECT ON bdr.bdr_connections TO pgbdr_monitor;
 
 -- BDR's functions are PUBLIC already; restate it in case a site revoked it.
 GRANT EXECUTE ON FUNCTION bdr.bdr_get_local_node_name() TO pgbdr_monitor;

@@ -122,7 +122,7 @@ static int split_words(const char *line, char words[3][NODE_NAME_MAX + 8])
 static const struct node *model_find(const struct agent *a, const char *name)
 {
 	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = &a->nodes[i];
+		const struct node *n = a->nodes[i];
 
 		if (strcmp(n->status.name, name) == 0 ||
 		    (n->cfg->name[0] && strcmp(n->cfg->name, name) == 0))
@@ -149,7 +149,7 @@ static void check_model(const struct agent *a, const char *request, const char *
 	if (count >= 1 && strlen(words[0]) >= NODE_NAME_MAX)
 		return; /* cut to a node name's size: out of the contract */
 	write = count == 2;
-	n = count == 0 ? &a->nodes[a->default_node] : model_find(a, words[0]);
+	n = count == 0 ? a->nodes[a->default_node] : model_find(a, words[0]);
 	if (!n) {
 		CHECK(strncmp(reply, "down ready #unknown node", 24) == 0);
 		return;
@@ -177,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct input in = { data, size };
 	struct node_config cfgs[MAX_NODES];
 	struct node nodes[MAX_NODES];
+	struct node *table[MAX_NODES];
 	static struct agent a;
 	char reply[REPLY_LEN];
 	char *request;
@@ -188,11 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a.n_nodes = 1 + take_byte(&in) % MAX_NODES;
 	a.default_node = take_byte(&in) % a.n_nodes;
 	leader = take_byte(&in) % (MAX_NODES + 1);
-	a.nodes = nodes;
+	a.nodes = table;
 	for (int i = 0; i < a.n_nodes; i++) {
 		struct node *n = &nodes[i];
 		uint8_t flags;
 
+		table[i] = n;
 		n->agent = &a;
 		n->cfg = &cfgs[i];
 		snprintf(cfgs[i].name, sizeof(cfgs[i].name), "node%d", i + 1);

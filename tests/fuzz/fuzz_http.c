@@ -49,6 +49,7 @@
 #include "clock.h"
 #include "http.h"
 #include "http_parser.h"
+#include "http_server.h"
 
 #define CHECK(cond)                                                         \
 	do {                                                                \
@@ -164,10 +165,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	unlink(path);
 	CHECK(agent_init(&agent, &cfg) == 0);
 	CHECK(agent.n_nodes == 3);
-	set_status(&agent.nodes[0], STATE_READY, 100, 1024, "");
-	set_status(&agent.nodes[1], STATE_DEGRADED, 37, 40 << 20,
+	set_status(agent.nodes[0], STATE_READY, 100, 1024, "");
+	set_status(agent.nodes[1], STATE_DEGRADED, 37, 40 << 20,
 		   "replication lag 40MB > 16MB \"drain\"\n<tag>\\");
-	set_status(&agent.nodes[2], STATE_DOWN, 0, -1, "connection refused: port 1");
+	set_status(agent.nodes[2], STATE_DOWN, 0, -1, "connection refused: port 1");
 
 	agent.http = http_server_new(&agent, &la, errbuf, sizeof(errbuf));
 	if (!agent.http) {

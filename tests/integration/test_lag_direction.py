@@ -10,8 +10,9 @@ it falls behind stays at 100%.
   both; a peer's slot for node2 falling behind is node2's lag.
 - Per-node mode (one classic agent on one emulated BDR node): its own
   outgoing slots are the peers' staleness, reported apart, never its
-  weight; its own lag is unknown there, and with max_lag set an unknown
-  lag never passes for caught up.
+  weight; its own lag is read from the peer its catalog names, and when
+  that peer cannot be reached it is unknown, which with max_lag set
+  never passes for caught up. An isolated node takes no writes.
 """
 
 import os
@@ -19,10 +20,12 @@ import signal
 
 import pytest
 
-from harness import FAST_AGENT, FIXTURES_DIR, Agent, PgServer, node_section, signal_quiet, wait_for
+from harness import (FAST_AGENT, FIXTURES_DIR, Agent, PgServer, free_port, node_section,
+                     signal_quiet, wait_for)
 
 MB = 1024 * 1024
 POLICY = {"drain_lag": "1MB", "max_lag": "4GB", "min_weight": 10}
+REPL_SECRET = "pgl-replication-secret"
 
 
 # ---- real pglogical ---------------------------------------------------------
@@ -42,9 +45,12 @@ def pgl(module_registry, module_password):
     pgl_setup(prov, "provider")
     pgl_setup(sub, "subscriber")
     prov.sql("SELECT pglogical.replication_set_add_table('default', 't')", dbname="app")
+    # The subscription reaches its provider over TCP as a replication
+    # role with a password: a per-node agent takes the address from it.
+    prov.sql("CREATE ROLE pgl_repl LOGIN SUPERUSER REPLICATION PASSWORD %s", (REPL_SECRET,))
     sub.sql("SELECT pglogical.create_subscription(subscription_name := 'sub1',"
             " provider_dsn := %s, synchronize_structure := false, synchronize_data := false)",
-            (prov.dsn_socket("app"),), dbname="app")
+            (prov.tcp_dsn("app", user="pgl_repl", password=REPL_SECRET),), dbname="app")
     wait_for(lambda: sub.scalar("SELECT status FROM pglogical.show_subscription_status('sub1')",
                                 dbname="app") == "replicating", 60, desc="sub1 replicating")
     for pg in (prov, sub):
@@ -92,6 +98,53 @@ def test_pglogical_stopped_subscriber_loses_weight_provider_keeps_it(pgl):
     assert agent.node("provider")["weight"] == 100
 
 
+def test_pglogical_per_node_subscriber_reads_its_lag_from_the_provider(module_registry, pgl,
+                                                                        module_password):
+    """One agent per node, each watching its own node alone. The
+    subscriber's agent finds the provider through the interface its
+    subscription uses, and reads there how far the provider has sent to
+    it: with the apply worker stopped during a bulk load, the subscriber
+    loses weight; the provider's own agent keeps it at 100%."""
+    prov, sub, _ = pgl
+    agents = {name: Agent(module_registry, [
+        ("agent", dict(FAST_AGENT)),
+        ("policy", POLICY),
+        (f"node.{name}", node_section(pg, module_password, flavor=None)),
+    ], name=f"agent-lag-pgl-{name}").start() for name, pg in (("provider", prov), ("subscriber", sub))}
+    a_prov, a_sub = agents["provider"], agents["subscriber"]
+    pid = None
+    try:
+        a_prov.wait_state("provider", "ready", 15)
+        n = wait_for(lambda: (lambda x: x if x["state"] == "ready"
+                              and isinstance(x["lag_bytes"], int) else False)(
+                                  a_sub.node("subscriber")), 15, desc="subscriber lag read")
+        assert n["weight"] == 100, n
+        pid = wait_for(lambda: apply_worker_pid(sub), 30, desc="apply worker")
+        os.kill(pid, signal.SIGSTOP)
+        prov.sql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(200001, 300000) g",
+                 dbname="app")
+
+        def subscriber_behind():
+            x = a_sub.node("subscriber")
+            return x if isinstance(x["lag_bytes"], int) and x["lag_bytes"] > 4 * MB else False
+        wait_for(subscriber_behind, 30, desc="subscriber's own lag seen by its agent")
+        n = a_sub.wait_state("subscriber", "degraded", 10)
+        assert n["weight"] < 100 and "lag" in n["reason"], n
+        p = a_prov.node("provider")
+        assert p["state"] == "ready" and p["weight"] == 100 and p["lag_bytes"] == 0, p
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        n = a_sub.wait_state("subscriber", "ready", 60)
+        assert n["weight"] == 100, n
+        for a in (a_prov, a_sub):
+            assert REPL_SECRET not in a.log() and "pgl_repl" not in a.log()
+    finally:
+        if pid:
+            signal_quiet(pid, signal.SIGCONT)
+        for a in agents.values():
+            a.stop()
+
+
 # ---- BDR 1/2 catalog EMULATION, central mode --------------------------------
 
 @pytest.fixture(scope="module")
@@ -133,24 +186,108 @@ def test_bdr_central_peer_slot_is_the_receivers_lag(module_registry, bdr, module
     agent.stop()
 
 
-def test_bdr_per_node_outgoing_slot_is_not_its_weight(module_registry, bdr, module_password):
-    """One classic agent on node1 alone: its slot for node2 falling behind
-    is node2's staleness, not node1's. node1's own lag cannot be read
-    from its own catalog: unknown, and with max_lag set never at 100%."""
-    agent = Agent(module_registry, [
-        ("postgresql", [("host", "127.0.0.1"), ("port", bdr.port), ("database", "node1"),
-                        ("user", "pgbdr_monitor"), ("password", module_password)]),
-        ("agent", dict(FAST_AGENT)),
+def per_node_agent(registry, pg, password, name, **agent_keys):
+    """One classic agent on one emulated BDR node, alone."""
+    return Agent(registry, [
+        ("postgresql", [("host", "127.0.0.1"), ("port", pg.port), ("database", name),
+                        ("user", "pgbdr_monitor"), ("password", password)]),
+        ("agent", dict(FAST_AGENT, **agent_keys)),
         ("policy", POLICY),
-    ], name="agent-lag-bdr1").start()
-    n = agent.wait_state("node1", "degraded", 10, reason_re=r"lag unknown")
-    assert n["lag_bytes"] is None and n["weight"] == 10, n
-    bdr.sql("UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
-            " WHERE node_name = 'node2'", (32 * MB,), dbname="node1")
-    wait_for(lambda: (agent.node("node1").get("outgoing_lag_bytes") or 0) >= 32 * MB, 10,
-             desc="outgoing lag reported")
-    n = agent.node("node1")
-    assert n["lag_bytes"] is None and n["weight"] == 10, n
-    assert agent.get("/node/node1").status == 200
-    bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
-    agent.stop()
+    ], name=f"agent-lag-{name}").start()
+
+
+def slot_behind(pg, db, receiver, nbytes):
+    pg.sql("UPDATE bdr.bdr_node_slots SET replay_location = pg_current_wal_lsn() - %s::numeric"
+           " WHERE node_name = %s", (nbytes, receiver), dbname=db)
+
+
+def test_bdr_per_node_lag_is_read_from_the_peers_slot(module_registry, bdr, module_password):
+    """One classic agent on node1 alone. Its own slot for node2 falling
+    behind is node2's staleness: reported apart, never node1's weight.
+    node1's own lag is what node2's slot for node1 says: the agent finds
+    node2 through the DSN in node1's catalog (bdr.bdr_connections) and
+    asks it, as the monitoring role, never as the replication role the
+    DSN names."""
+    agent = per_node_agent(module_registry, bdr, module_password, "node1")
+    try:
+        n = agent.wait_for(lambda: (lambda x: x if x["state"] == "ready"
+                                    and isinstance(x["lag_bytes"], int) else False)(
+                                        agent.node("node1")), 10, desc="node1 lag read from node2")
+        assert n["weight"] == 100 and n["lag_bytes"] < MB, n
+
+        # node1's slot for node2: node2's staleness, not node1's.
+        slot_behind(bdr, "node1", "node2", 32 * MB)
+        wait_for(lambda: (agent.node("node1").get("outgoing_lag_bytes") or 0) >= 32 * MB, 10,
+                 desc="outgoing lag reported")
+        n = agent.node("node1")
+        assert n["state"] == "ready" and n["weight"] == 100 and n["lag_bytes"] < MB, n
+        bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+
+        # node2 has sent node1 nothing for 32MB: node1 is 32MB stale.
+        slot_behind(bdr, "node2", "node1", 32 * MB)
+        n = agent.wait_state("node1", "degraded", 10)
+        assert 32 * MB <= n["lag_bytes"] < 33 * MB and n["weight"] < 100, n
+        assert "replication lag 32" in n["reason"], n
+
+        # node2 catches up: node1 back at 100%.
+        bdr.sql("SELECT bdr.emulation_setup('node2', 'node1')", dbname="node2")
+        n = agent.wait_state("node1", "ready", 10)
+        assert n["weight"] == 100 and n["lag_bytes"] < MB, n
+        log = agent.log()
+        assert "reading its lag from peer node2" in log
+        assert "emulated-replication-secret" not in log
+        assert "bdr_replication" not in log
+    finally:
+        agent.stop()
+
+
+def test_bdr_per_node_unreachable_peer_leaves_the_lag_unknown(module_registry, bdr,
+                                                              module_password):
+    """The peer the catalog names cannot be reached: node1's lag is
+    unknown (never 0), the reason names the peer, and with max_lag set
+    node1 serves at min_weight only. peer_lag = off leaves it unknown too."""
+    closed = free_port()
+    bdr.sql("UPDATE bdr.bdr_connections SET conn_dsn = format('host=127.0.0.1 port=%%s"
+            " dbname=node2 password=emulated-replication-secret', %s::int)", (closed,),
+            dbname="node1")
+    agent = per_node_agent(module_registry, bdr, module_password, "node1")
+    try:
+        n = agent.wait_state("node1", "degraded", 10, reason_re=r"lag unknown.*peer node2")
+        assert n["lag_bytes"] is None and n["weight"] == 10, n
+        assert "emulated-replication-secret" not in n["reason"]
+        assert agent.get("/node/node1").status == 200
+    finally:
+        agent.stop()
+        bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+
+    off = per_node_agent(module_registry, bdr, module_password, "node1", peer_lag="off")
+    try:
+        n = off.wait_state("node1", "degraded", 10, reason_re=r"lag unknown")
+        assert n["lag_bytes"] is None and n["weight"] == 10, n
+        assert "peer" not in n["reason"], n
+    finally:
+        off.stop()
+
+
+def test_bdr_per_node_isolated_node_takes_no_writes(module_registry, bdr, module_password):
+    """Per-node mode: node1's catalog shows it replicating with no peer
+    (node2's walsender gone). Alone, the agent cannot tell the survivor
+    from the node cut off: node1 serves at min_weight, and is never the
+    write leader, the reason saying why."""
+    agent = per_node_agent(module_registry, bdr, module_password, "node1",
+                           leader_return_delay="0ms", leader_handover="0ms")
+    try:
+        wait_for(lambda: agent.get("/write").status == 200, 10, desc="node1 leads")
+        bdr.sql("UPDATE bdr.bdr_node_slots SET walsender_active = false", dbname="node1")
+        n = agent.wait_state("node1", "degraded", 10, reason_re=r"isolated")
+        assert n["weight"] == 10, n
+        r = wait_for(lambda: (lambda r: r if r.status == 503 else False)(agent.get("/write")),
+                     10, desc="/write refused")
+        assert "isolated" in r.text, r
+        assert agent.status_json()["write_node"] in (None, ""), agent.status_json()
+        assert agent.get("/node/node1").status == 200
+        bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+        wait_for(lambda: agent.get("/write").status == 200, 10, desc="node1 leads again")
+    finally:
+        agent.stop()
+        bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")

@@ -309,12 +309,6 @@ def test_bad_agent_output_never_routes_wrongly(module_registry, pgs, cluster_ok,
     """Fed by a fake agent only. After each bad answer the last good status
     ages out: new sessions are refused, never sent to a node the good status
     did not name, and HAProxy keeps running."""
-    if (3, 0) <= harness.haproxy_version() < (3, 4):
-        # Known defect, README "HAProxy Lua": on 3.0 to 3.3 the script's
-        # poll stalls after a malformed reply on a kept-alive connection;
-        # it stays failed closed (no writer) but does not come back.
-        pytest.skip("Lua on HAProxy 3.0-3.3: the poll does not recover after a malformed "
-                    "agent reply (fails closed); supported on 2.6 and 3.4")
     fake = module_registry.add(FakeAgent().start())
     fake.serve(compact_doc(1, GOOD_NODES, write="node2", best="node1"))
     h = lua_haproxy(module_registry, pgs, [fake.addr])

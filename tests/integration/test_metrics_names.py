@@ -2,18 +2,20 @@
 Debian's prometheus package) accepts it, and the conventions promtool
 does not check hold too: fractions are 0-1 `_ratio`s, nothing is a
 percent, the start time is the standard `process_start_time_seconds`,
-`pgbdr_node_info` carries the flavor, and `pgbdr_listener_errors_total`
-counts exactly what its help text says."""
+`pgbdr_node_info` carries the flavor, `pgbdr_listener_errors_total`
+counts exactly what its help text says, and every listener's counters
+(accepted, over max_clients, open) move as connections come and go."""
 
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 
-from harness import FAST_AGENT, Agent, free_port, node_section, wait_for
+from harness import FAST_AGENT, Agent, HttpError, free_port, node_section, wait_for
 
 PROMTOOL = shutil.which("promtool")
 
@@ -122,3 +124,106 @@ def test_listener_errors_count_what_the_help_says(agent):
     assert value(fams, "pgbdr_listener_errors_total", listener="http") == before + 2
     # the good requests in between (/live and the /metrics calls) count nowhere here
     assert value(fams, "pgbdr_http_responses_total", listener="http", code="2xx") >= ok_before + 2
+
+
+LISTENER_FAMILIES = ("pgbdr_listener_accepted_total", "pgbdr_listener_refused_total",
+                     "pgbdr_listener_over_capacity_total",
+                     "pgbdr_listener_fd_reserve_refused_total",
+                     "pgbdr_listener_accept_failures_total",
+                     "pgbdr_listener_setup_failures_total",
+                     "pgbdr_listener_connections_total")
+
+
+def test_every_listener_exports_its_counters(agent):
+    """The counters each listener keeps are exported for all three."""
+    fams = families(agent.get("/metrics").text)
+    for name in LISTENER_FAMILIES:
+        fam = fams[name[:-len("_total")]]
+        assert fam.type == "counter", fam
+        assert {s.labels["listener"] for s in fam.samples} == {"http", "agent-check", "spop"}
+    fam = fams["pgbdr_listener_connections_open"]
+    assert fam.type == "gauge", fam
+    assert {s.labels["listener"] for s in fam.samples} == {"http", "agent-check", "spop"}
+
+
+MAX_CLIENTS = 2
+
+
+@pytest.fixture
+def small_agent(registry):
+    """max_clients = 2 on every listener; no database needed."""
+    ports = {"agent-check": free_port(), "spop": free_port()}
+    a = Agent(registry, [
+        ("agent", dict(FAST_AGENT, agent_listen=f"127.0.0.1:{ports['agent-check']}",
+                       spoe_listen=f"127.0.0.1:{ports['spop']}", max_clients=MAX_CLIENTS,
+                       client_timeout="5s")),
+        ("node.gone", {"dsn": f"host=127.0.0.1 port={free_port()} dbname=x user=x",
+                       "flavor": "plain"}),
+    ], name="metrics-listeners").start()
+    a.wait_state("gone", "down", 15)
+    ports["http"] = a.port
+    a.listener_ports = ports
+    return a
+
+
+def closed_at_once(sock, within=0.5):
+    sock.settimeout(within)
+    try:
+        return sock.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("listener", ["http", "agent-check", "spop"])
+def test_listener_counters_move(small_agent, listener):
+    """Connections held up to max_clients count as accepted and open; the
+    one past it counts as over capacity, not as accepted; once they go,
+    the open gauge comes back down."""
+    a = small_agent
+    port = a.listener_ports[listener]
+    before = families(a.get("/metrics").text)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=2)
+            for _ in range(MAX_CLIENTS)]
+    try:
+        # agent-check answers a silent client after agent_send_wait (500 ms)
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=2)
+        try:
+            assert closed_at_once(extra), f"{listener}: connection over max_clients kept"
+        finally:
+            extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+    # Each /metrics read is an http connection too: until the held ones
+    # are gone, one may itself be closed over max_clients.
+    reads = {"served": 0, "closed": 0}
+
+    def settled():
+        try:
+            text = a.get("/metrics").text
+        except (OSError, HttpError):   # closed at once, or reset
+            reads["closed"] += 1
+            return None
+        reads["served"] += 1
+        fams = families(text)
+        # the /metrics request itself holds one http connection
+        mine = 1 if listener == "http" else 0
+        return fams if value(fams, "pgbdr_listener_connections_open",
+                             listener=listener) == mine else None
+    after = wait_for(settled, 5, desc=f"{listener} connections closed")
+    http_reads = reads if listener == "http" else {"served": 0, "closed": 0}
+
+    def delta(name):
+        return value(after, name, listener=listener) - value(before, name, listener=listener)
+    assert delta("pgbdr_listener_accepted_total") == MAX_CLIENTS + http_reads["served"]
+    assert delta("pgbdr_listener_over_capacity_total") == 1 + http_reads["closed"]
+    assert delta("pgbdr_listener_connections_total") == \
+        MAX_CLIENTS + 1 + http_reads["served"] + http_reads["closed"]
+    assert delta("pgbdr_listener_refused_total") == 0
+    if listener == "spop":
+        assert value(after, "pgbdr_spop_refused_total", reason="max_clients") - \
+            value(before, "pgbdr_spop_refused_total", reason="max_clients") == 1

@@ -132,6 +132,7 @@ static void assert_default_agent(const struct agent_config *cfg)
 	assert_true(cfg->policy.max_lag_time == 0.0);
 	assert_int_equal(cfg->policy.min_weight, 10);
 	assert_int_equal(cfg->policy.read_only, READ_ONLY_DOWN);
+	assert_int_equal(cfg->peer_lag, PEER_LAG_CATALOG);
 }
 
 static void assert_classic(const struct loaded *l)
@@ -961,6 +962,8 @@ static struct error_case error_cases[] = {
 	{ "min_weight_negative", PG "[policy]\nmin_weight=-1\n", 4, "min_weight", "not '-1'" },
 	{ "read_only_bad", PG "[policy]\nread_only=maybe\n", 4, "read_only", "down or ready, not 'maybe'" },
 	{ "read_only_empty", PG "[policy]\nread_only=\n", 4, "read_only", "empty value" },
+	{ "peer_lag_bad", PG "[agent]\npeer_lag=maybe\n", 4, "peer_lag", "catalog or off, not 'maybe'" },
+	{ "peer_lag_empty", PG "[agent]\npeer_lag=\n", 4, "peer_lag", "empty value" },
 	{ "drain_lag_without_max_lag", PG "[policy]\nmin_weight=5\ndrain_lag=16MB\n", 5, "drain_lag",
 	  "drain_lag (16MB) needs max_lag" },
 	{ "drain_lag_above_max_lag", PG "[policy]\nmax_lag=8MB\ndrain_lag=16MB\n", 5, "drain_lag",
@@ -1169,6 +1172,38 @@ static void test_error_format(void **state)
 	assert_string_equal(small, "/etc/pgbdr-");
 }
 
+/* More nodes than the agent's tables hold: rejected, never cut. */
+static void test_too_many_nodes(void **state)
+{
+	char text[MAX_NODES * 32];
+	size_t used = 0;
+	struct loaded l;
+
+	(void)state;
+	for (int i = 0; i < MAX_NODE_SECTIONS; i++)
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "[node.n%d]\nhost=h\n", i);
+	load_ok(text, &l);
+	assert_int_equal(l.cfg.n_nodes, MAX_NODE_SECTIONS);
+	config_free(&l.cfg);
+	snprintf(text + used, sizeof(text) - used, "[node.one_more]\nhost=h\n");
+	load_text(text, &l);
+	assert_int_equal(l.rc, -1);
+	assert_non_null(strstr(l.formatted, "too many [node.NAME] sections: at most 64"));
+}
+
+static void test_peer_lag(void **state)
+{
+	struct loaded l;
+
+	(void)state;
+	load_ok(PG "[agent]\npeer_lag = OFF\n", &l);
+	assert_int_equal(l.cfg.peer_lag, PEER_LAG_OFF);
+	config_free(&l.cfg);
+	load_ok(PG "[agent]\npeer_lag = catalog\n", &l);
+	assert_int_equal(l.cfg.peer_lag, PEER_LAG_CATALOG);
+	config_free(&l.cfg);
+}
+
 static void test_config_free_zeroed(void **state)
 {
 	struct agent_config cfg;
@@ -1186,7 +1221,7 @@ static const char *const documented_keys[] = {
 	"timeout", "stale_after", "rise", "fall", "maintenance_file", "log_level",
 	"log_destination",
 	"user", "allow_root", "agent_send_wait", "leader_return_delay", "leader_handover",
-	"leader_without_peers",
+	"leader_without_peers", "peer_lag",
 	"spoe_max_frame_size", "spoe_max_fragmented", "max_clients",
 	"client_timeout", "drain_lag", "max_lag", "max_lag_time", "min_weight",
 	"read_only",
@@ -1297,6 +1332,8 @@ int main(void)
 		cmocka_unit_test(test_password_never_in_errors),
 		cmocka_unit_test(test_dsn_error_keeps_libpq_wording),
 		cmocka_unit_test(test_error_format),
+		cmocka_unit_test(test_too_many_nodes),
+		cmocka_unit_test(test_peer_lag),
 		cmocka_unit_test(test_config_free_zeroed),
 		cmocka_unit_test(test_example_loads),
 		cmocka_unit_test(test_example_documents_defaults),

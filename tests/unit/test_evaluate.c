@@ -320,13 +320,23 @@ static void expect_bookkeeping(const char *what, const struct node_facts *facts,
 		fail_msg("%s: lag not copied from the probe", what);
 }
 
+/* What the agent publishes: the judgement, then maintenance on top. */
+static void judge(const struct node_facts *facts, const struct policy *policy,
+		  const struct node_status *prev, bool maintenance, int64_t now_ms,
+		  struct node_status *out)
+{
+	evaluate(facts, policy, prev, now_ms, out);
+	out->maintenance = maintenance;
+	status_apply_maintenance(out);
+}
+
 static void test_eval_case(void **state)
 {
 	const struct eval_case *c = *state;
 	struct node_status out;
 
 	memset(&out, 0x5a, sizeof(out));
-	evaluate(&c->facts, c->policy, c->prev, c->maintenance, NOW, &out);
+	judge(&c->facts, c->policy, c->prev, c->maintenance, NOW, &out);
 	expect_verdict(c->name, &out, c->want_state, c->want_weight, c->want_reason);
 	expect_bookkeeping(c->name, &c->facts, c->prev, c->maintenance, &out);
 }
@@ -437,7 +447,7 @@ static void run_sequence(const struct sequence *seq, bool in_place)
 
 		snprintf(what, sizeof(what), "%s, step %d%s", seq->name, i + 1,
 			 in_place ? " (in place)" : "");
-		evaluate(s->facts, seq->policy, &prev, s->maintenance, NOW + i * 1000, dst);
+		judge(s->facts, seq->policy, &prev, s->maintenance, NOW + i * 1000, dst);
 		expect_verdict(what, dst, s->want_state, s->want_weight, s->want_reason);
 		if (dst->good_streak != s->want_good || dst->bad_streak != s->want_bad)
 			fail_msg("%s: streaks good %d bad %d, want %d %d", what,
@@ -515,9 +525,9 @@ static void test_stale_then_rise(void **state)
 
 	(void)state;
 	assert_true(evaluate_staleness(&st, &rise2, PREV_CHECKED_AT + 6000));
-	evaluate(&f_good, &rise2, &st, false, PREV_CHECKED_AT + 6500, &st);
+	evaluate(&f_good, &rise2, &st, PREV_CHECKED_AT + 6500, &st);
 	expect_verdict("stale then good", &st, STATE_DOWN, 0, "rising: 1/2 good probes");
-	evaluate(&f_good, &rise2, &st, false, PREV_CHECKED_AT + 7000, &st);
+	evaluate(&f_good, &rise2, &st, PREV_CHECKED_AT + 7000, &st);
 	expect_verdict("stale then good twice", &st, STATE_READY, 100, "");
 }
 
@@ -643,7 +653,7 @@ static void test_long_problem_is_truncated(void **state)
 
 	(void)state;
 	fill(facts.problem, sizeof(facts.problem), "p");
-	evaluate(&facts, &fall2, &prev_ready, true, NOW, &out);
+	judge(&facts, &fall2, &prev_ready, true, NOW, &out);
 	assert_int_equal(strlen(out.reason), REASON_MAX - 1);
 	assert_true(strncmp(out.reason, "maintenance file present; failing 1/2: ppp",
 			    strlen("maintenance file present; failing 1/2: ppp")) == 0);
@@ -660,7 +670,7 @@ static void test_long_error_fits_exactly(void **state)
 
 	(void)state;
 	fill(facts.error, sizeof(facts.error), "e");
-	evaluate(&facts, &base, &prev_ready, false, NOW, &out);
+	evaluate(&facts, &base, &prev_ready, NOW, &out);
 	assert_string_equal(out.reason, facts.error);
 }
 
@@ -671,7 +681,7 @@ static void test_long_impairment_with_lag(void **state)
 
 	(void)state;
 	fill(facts.impairment, sizeof(facts.impairment), "i");
-	evaluate(&facts, &base, &prev_ready, true, NOW, &out);
+	judge(&facts, &base, &prev_ready, true, NOW, &out);
 	assert_int_equal(out.state, STATE_DRAINING);
 	assert_int_equal(strlen(out.reason), REASON_MAX - 1);
 	assert_true(strstr(out.reason, "; replication lag 40MB, weight 55%; iii") != NULL);
@@ -687,7 +697,7 @@ static void test_truncation_keeps_utf8_whole(void **state)
 	/* "failing 1/2: x" is 14 bytes; 145 bytes remain, an odd number. */
 	facts.problem[0] = 'x';
 	fill(facts.problem + 1, sizeof(facts.problem) - 1, "\xc3\xa9");
-	evaluate(&facts, &fall2, &prev_ready, false, NOW, &out);
+	evaluate(&facts, &fall2, &prev_ready, NOW, &out);
 	assert_int_equal(strlen(out.reason), REASON_MAX - 2);
 	assert_true(valid_utf8(out.reason));
 }

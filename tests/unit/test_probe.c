@@ -97,7 +97,7 @@ static void test_judge_node_status(void **state)
  * slots, slots down, their names, outgoing streams, incoming streams,
  * peer list. Rows as a three-node BDR 1.0 group shows them to bdrnode1.
  */
-#define BDR_COLS 10
+#define BDR_COLS 11
 struct bdr_case {
 	const char *name;
 	const char *row[BDR_COLS];
@@ -252,7 +252,7 @@ static void test_judge_node_kind(void **state)
  * Columns: local node, subs, failed, down, replicating, slots, idle
  * slots, outgoing, incoming, read-only, peer list, tables syncing.
  */
-#define PGL_COLS 12
+#define PGL_COLS 13
 struct pgl_case {
 	const char *name;
 	const char *row[PGL_COLS];
