@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "ask.h"
 #include "clock.h"
 #include "etcd.h"
 #include "evaluate.h"
@@ -901,16 +900,6 @@ bool agent_all_probed(const struct agent *a)
 const char *agent_write_leader(const struct agent *a)
 {
 	return a->write_leader;
-}
-
-bool agent_write_verdict(const struct agent *a, const struct node *n, char *why, size_t len)
-{
-	struct answer ans;
-
-	ask_node(a, n, DUTY_WRITE, NULL, &ans);
-	if (why && !ans.pass)
-		snprintf(why, len, "%s", ans.reason);
-	return ans.pass;
 }
 
 static bool less_lagged(const struct node *a, const struct node *b)

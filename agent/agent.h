@@ -156,13 +156,6 @@ const struct node *agent_find_node(const struct agent *a, const char *name);
 const char *agent_write_leader(const struct agent *a);
 
 /*
- * Whether node n takes writes now: the one decision behind /write and
- * agent-check's "NAME write". When not, why holds one line saying why
- * (why may be NULL).
- */
-bool agent_write_verdict(const struct agent *a, const struct node *n, char *why, size_t len);
-
-/*
  * The serving node with the least known lag (unknown lag ranks after
  * any known lag, then priority, then name); NULL when none serves.
  */
