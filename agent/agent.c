@@ -902,32 +902,6 @@ const char *agent_write_leader(const struct agent *a)
 	return a->write_leader;
 }
 
-static bool less_lagged(const struct node *a, const struct node *b)
-{
-	const struct node_status *x = &a->status, *y = &b->status;
-
-	if (x->lag_bytes_known != y->lag_bytes_known)
-		return x->lag_bytes_known;
-	if (x->lag_bytes_known && x->lag_bytes != y->lag_bytes)
-		return x->lag_bytes < y->lag_bytes;
-	if (a->cfg->priority != b->cfg->priority)
-		return a->cfg->priority < b->cfg->priority;
-	return strcmp(x->name, y->name) < 0;
-}
-
-const struct node *agent_best_node(const struct agent *a)
-{
-	const struct node *best = NULL;
-
-	for (int i = 0; i < a->n_nodes; i++) {
-		const struct node *n = a->nodes[i];
-
-		if (state_is_serving(n->status.state) && (!best || less_lagged(n, best)))
-			best = n;
-	}
-	return best;
-}
-
 int agent_ready_nodes(const struct agent *a)
 {
 	int count = 0;

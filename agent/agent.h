@@ -155,11 +155,6 @@ const struct node *agent_find_node(const struct agent *a, const char *name);
 /* The write leader's name, "" when there is none (yet). */
 const char *agent_write_leader(const struct agent *a);
 
-/*
- * The serving node with the least known lag (unknown lag ranks after
- * any known lag, then priority, then name); NULL when none serves.
- */
-const struct node *agent_best_node(const struct agent *a);
 
 /* How many nodes are serving (ready or degraded). */
 int agent_ready_nodes(const struct agent *a);

@@ -71,3 +71,10 @@ const struct node *ask_best(const struct agent *a, enum duty duty,
 	out->state = STATE_DOWN;
 	return NULL;
 }
+
+const struct node *ask_best_serving(const struct agent *a)
+{
+	struct answer ans;
+
+	return ask_best(a, DUTY_ANY, NULL, &ans);
+}

@@ -20,4 +20,11 @@ void ask_node(const struct agent *a, const struct node *n, enum duty duty,
 const struct node *ask_best(const struct agent *a, enum duty duty,
 			    const struct answer_limits *limits, struct answer *out);
 
+/*
+ * The serving node with the least known lag (unknown lag ranks after
+ * any known lag, then priority, then name): ask_best() for duty "any";
+ * NULL when none serves.
+ */
+const struct node *ask_best_serving(const struct agent *a);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ask.h"
 #include "clock.h"
 #include "etcd.h"
 #include "render.h"
@@ -161,7 +162,7 @@ static void render_etcd_json(const struct agent *a, struct evbuffer *out)
 
 static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 {
-	const struct node *best = agent_best_node(a);
+	const struct node *best = ask_best_serving(a);
 	const char *leader = agent_write_leader(a);
 
 	json_string_field(out, "write_node", leader[0] ? leader : NULL);
@@ -293,7 +294,7 @@ static int64_t compact_staleness_ms(const struct agent *a, int64_t now)
 
 void render_status_compact(const struct agent *a, struct evbuffer *out)
 {
-	const struct node *best = agent_best_node(a);
+	const struct node *best = ask_best_serving(a);
 
 	evbuffer_add_printf(out, "pgbdr-compact 1\nseq %llu\nstaleness_ms %lld\nwrite_node ",
 			    (unsigned long long)a->status_seq,
