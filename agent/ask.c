@@ -72,9 +72,9 @@ const struct node *ask_best(const struct agent *a, enum duty duty,
 	return NULL;
 }
 
-const struct node *ask_best_serving(const struct agent *a)
+const struct node *ask_best_node(const struct agent *a, enum duty duty)
 {
 	struct answer ans;
 
-	return ask_best(a, DUTY_ANY, NULL, &ans);
+	return ask_best(a, duty, NULL, &ans);
 }

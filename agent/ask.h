@@ -21,10 +21,10 @@ const struct node *ask_best(const struct agent *a, enum duty duty,
 			    const struct answer_limits *limits, struct answer *out);
 
 /*
- * The serving node with the least known lag (unknown lag ranks after
- * any known lag, then priority, then name): ask_best() for duty "any";
- * NULL when none serves.
+ * The node that best takes a duty with no limits: for "any" the serving
+ * node with the least known lag (unknown lag ranks after any known lag,
+ * then priority, then name); NULL when none passes.
  */
-const struct node *ask_best_serving(const struct agent *a);
+const struct node *ask_best_node(const struct agent *a, enum duty duty);
 
 #endif

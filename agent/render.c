@@ -162,7 +162,8 @@ static void render_etcd_json(const struct agent *a, struct evbuffer *out)
 
 static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 {
-	const struct node *best = ask_best_serving(a);
+	const struct node *best = ask_best_node(a, DUTY_ANY);
+	const struct node *replica = ask_best_node(a, DUTY_REPLICA);
 	const char *leader = agent_write_leader(a);
 
 	json_string_field(out, "write_node", leader[0] ? leader : NULL);
@@ -170,6 +171,7 @@ static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 	if (a->etcd)
 		render_etcd_json(a, out);
 	json_string_field(out, "best_node", best ? best->status.name : NULL);
+	json_string_field(out, "best_replica", replica ? replica->status.name : NULL);
 	evbuffer_add_printf(out, "\"ready_nodes\": %d, ", agent_ready_nodes(a));
 	evbuffer_add_printf(out, "\"maintenance\": %s, ", a->maintenance ? "true" : "false");
 	if (!agent_catalog_view(a))
@@ -256,6 +258,7 @@ void render_status_table(const struct agent *a, struct evbuffer *out)
  *     staleness_ms 180          age of the oldest node status
  *     write_node node1          "-" when there is none
  *     best_node node2           "-" when no node serves
+ *     best_replica node3        the same for duty "replica" (not the leader)
  *     ready_nodes 3
  *     node NAME STATE WEIGHT WRITE LAG_BYTES   (WRITE 0/1, LAG "-" if unknown)
  *     end 3                     the node count again: a cut reply lacks it
@@ -294,7 +297,8 @@ static int64_t compact_staleness_ms(const struct agent *a, int64_t now)
 
 void render_status_compact(const struct agent *a, struct evbuffer *out)
 {
-	const struct node *best = ask_best_serving(a);
+	const struct node *best = ask_best_node(a, DUTY_ANY);
+	const struct node *replica = ask_best_node(a, DUTY_REPLICA);
 
 	evbuffer_add_printf(out, "pgbdr-compact 1\nseq %llu\nstaleness_ms %lld\nwrite_node ",
 			    (unsigned long long)a->status_seq,
@@ -302,6 +306,8 @@ void render_status_compact(const struct agent *a, struct evbuffer *out)
 	compact_word(out, agent_write_leader(a));
 	evbuffer_add_printf(out, "\nbest_node ");
 	compact_word(out, best ? best->status.name : NULL);
+	evbuffer_add_printf(out, "\nbest_replica ");
+	compact_word(out, replica ? replica->status.name : NULL);
 	evbuffer_add_printf(out, "\nready_nodes %d\n", agent_ready_nodes(a));
 	for (int i = 0; i < a->n_nodes; i++) {
 		const struct node_status *st = &a->nodes[i]->status;

@@ -330,7 +330,7 @@ static bool put_answer_details(struct spop_builder *b, const struct answer *ans)
 
 static bool put_cluster_vars(struct spop_builder *b, const struct agent *a)
 {
-	const struct node *best = ask_best_serving(a);
+	const struct node *best = ask_best_node(a, DUTY_ANY);
 
 	return set_var(b, "write_node", spop_cstring(agent_write_leader(a))) &&
 	       set_var(b, "best_node", spop_cstring(best ? best->status.name : "")) &&

@@ -9,6 +9,8 @@
 -- (PGBDR_LUA_MAP), which native converters read with no Lua at all:
 --   str(write_node),map(FILE)    the write leader; no entry when none
 --   str(best_node),map(FILE)     the serving node with the least lag
+--   str(best_replica),map(FILE)  the same among the nodes that are not
+--                                the write leader (duty "replica")
 --   str(ready.NAME),map(FILE)    "1" when NAME is ready or degraded
 --   str(weight.NAME),map(FILE)   NAME's weight while it serves
 -- Entries go away when the copy ages out, so a lookup then finds
@@ -20,6 +22,7 @@
 -- map lookup (see bench/RESULTS.md, "Lua routing"):
 --   lua.pgbdr_write_node      the write leader's name, "" when none
 --   lua.pgbdr_best_node       the serving node with the least lag, ""
+--   lua.pgbdr_best_replica    the same, never the write leader, ""
 --   lua.pgbdr_ready(NAME)     true when NAME is ready or degraded
 --   lua.pgbdr_weight(NAME)    NAME's weight, 0..100 (0 when unknown)
 -- Every one of them answers as if no node served once the status is
@@ -195,7 +198,7 @@ local function parse_compact(body)
 					return nil, "bad " .. key
 				end
 				st[key] = tonumber(n)
-			elseif key == "write_node" or key == "best_node" then
+			elseif key == "write_node" or key == "best_node" or key == "best_replica" then
 				if not rest:match("^[%g]+$") then
 					return nil, "bad " .. key
 				end
@@ -250,6 +253,13 @@ local function parse_compact(body)
 	if st.best_node ~= "" and (st.nodes[st.best_node] == nil
 	                          or not SERVING[st.nodes[st.best_node].state]) then
 		return nil, "best_node " .. st.best_node .. " is not serving"
+	end
+	-- best_replica came later: an agent without it names none
+	st.best_replica = st.best_replica or ""
+	local replica = st.nodes[st.best_replica]
+	if st.best_replica ~= "" and (replica == nil or not SERVING[replica.state]
+	                             or replica.write) then
+		return nil, "best_replica " .. st.best_replica .. " is not a serving replica"
 	end
 	return st
 end
@@ -498,6 +508,9 @@ local function map_entries(status)
 	if status.best_node ~= "" then
 		want.best_node = status.best_node
 	end
+	if status.best_replica ~= "" then
+		want.best_replica = status.best_replica
+	end
 	for name, node in pairs(status.nodes) do
 		if SERVING[node.state] then
 			want["ready." .. name] = "1"
@@ -637,6 +650,11 @@ local function fetch_best_node()
 	return st and st.best_node or ""
 end
 
+local function fetch_best_replica()
+	local st = usable_status()
+	return st and st.best_replica or ""
+end
+
 local function fetch_ready(_, name)
 	local st = usable_status()
 	local node = st and name and st.nodes[name]
@@ -654,6 +672,7 @@ end
 
 core.register_fetches("pgbdr_write_node", fetch_write_node)
 core.register_fetches("pgbdr_best_node", fetch_best_node)
+core.register_fetches("pgbdr_best_replica", fetch_best_replica)
 core.register_fetches("pgbdr_ready", fetch_ready)
 core.register_fetches("pgbdr_weight", fetch_weight)
 core.register_init(check_backends)

@@ -15,11 +15,13 @@ import threading
 from harness import free_port
 
 
-def compact_doc(seq, nodes, write=None, best=None, staleness_ms=10):
+def compact_doc(seq, nodes, write=None, best=None, staleness_ms=10, replica=None):
     """A /compact body. nodes: list of (name, state, weight[, lag])."""
     lines = ["pgbdr-compact 1", f"seq {seq}", f"staleness_ms {staleness_ms}",
-             f"write_node {write or '-'}", f"best_node {best or '-'}",
-             f"ready_nodes {sum(1 for n in nodes if n[1] in ('ready', 'degraded'))}"]
+             f"write_node {write or '-'}", f"best_node {best or '-'}"]
+    if replica is not None:
+        lines.append(f"best_replica {replica}")
+    lines.append(f"ready_nodes {sum(1 for n in nodes if n[1] in ('ready', 'degraded'))}")
     for n in nodes:
         name, state, weight = n[:3]
         lag = n[3] if len(n) > 3 else 0

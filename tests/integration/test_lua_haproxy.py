@@ -298,6 +298,8 @@ def bad_outputs():
         ("leader down", http_reply(compact_doc(9, [("node1", "ready", 100), ("node2", "ready", 100),
                                                    ("node3", "down", 0)], write="node3")), False),
         ("weight over 100", http_reply(doc.replace(b"ready 100", b"ready 1000")), False),
+        ("replica is the leader", http_reply(compact_doc(9, GOOD_NODES, write="node3", best="node1",
+                                                         replica="node3")), False),
         ("stale", http_reply(compact_doc(9, GOOD_NODES, write="node3", staleness_ms=60000)), False),
         ("http error", b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", False),
         ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -353,7 +355,10 @@ def show_map(haproxy):
 
 def test_map_follows_the_agent(pgs, agent, haproxy, cluster_ok):
     """The map lookups the config routes on carry the agent's answer."""
-    want = {"write_node": "node1", "best_node": agent.status_json()["best_node"]}
+    st = agent.status_json()
+    want = {"write_node": "node1", "best_node": st["best_node"],
+            "best_replica": st["best_replica"]}
+    assert st["best_replica"] in ("node2", "node3"), st
     for name in NODES:
         want[f"ready.{name}"] = "1"
         want[f"weight.{name}"] = "100"
@@ -361,7 +366,9 @@ def test_map_follows_the_agent(pgs, agent, haproxy, cluster_ok):
     pgs["node3"].kill()
     agent.wait_state("node3", "down", 10)
     del want["ready.node3"], want["weight.node3"]
-    want["best_node"] = agent.status_json()["best_node"]
+    st = agent.status_json()
+    want["best_node"], want["best_replica"] = st["best_node"], st["best_replica"]
+    assert st["best_replica"] == "node2", st
     wait_for(lambda: show_map(haproxy) == want, 5, desc=f"map {want}")
 
 
