@@ -128,7 +128,7 @@ static void render_probe_histogram(const struct agent *a, struct evbuffer *out)
 	}
 	header(out, "pgbdr_probe_errors_total", "counter", "Failed probe rounds by kind.");
 	for (int i = 0; i < a->n_nodes; i++)
-		for (int k = PROBE_RESOLVE_FAILED; k < PROBE_OUTCOME_COUNT; k++) {
+		for (int k = PROBE_RESOLVE_FAILED; k <= PROBE_CONNECTION_LOST; k++) {
 			snprintf(v, sizeof(v), "%llu", (unsigned long long)a->nodes[i]->probe_errors[k]);
 			node_sample(out, "pgbdr_probe_errors_total", a->nodes[i], "kind",
 				    probe_outcome_name((enum probe_outcome)k), v);
@@ -366,6 +366,12 @@ static void render_agent(const struct agent *a, struct evbuffer *out)
 	evbuffer_add_printf(out, "pgbdr_maintenance %d\n", a->maintenance ? 1 : 0);
 	header(out, "pgbdr_ready_nodes", "gauge", "Nodes that take traffic.");
 	evbuffer_add_printf(out, "pgbdr_ready_nodes %d\n", agent_ready_nodes(a));
+	header(out, "pgbdr_connecting", "gauge",
+	       "Node connection attempts in flight now (at most max_connecting).");
+	evbuffer_add_printf(out, "pgbdr_connecting %d\n", a->connect_slots.in_use);
+	header(out, "pgbdr_connect_waiting", "gauge",
+	       "Nodes waiting for a connection slot (max_connecting) now; each is down meanwhile.");
+	evbuffer_add_printf(out, "pgbdr_connect_waiting %d\n", a->connect_slots.waiting);
 	header(out, "pgbdr_reloads_total", "counter", "Configuration reloads by result.");
 	evbuffer_add_printf(out, "pgbdr_reloads_total{result=\"ok\"} %llu\n",
 			    (unsigned long long)a->counters.reloads);
