@@ -72,6 +72,26 @@ class GaugeSampler:
         return max(c for c, _ in self.samples)
 
 
+def whole_reply(agent, path, keep_alive):
+    """One GET read slowly, a few kB at a time: (Content-Length, body length)."""
+    conn = "keep-alive" if keep_alive else "close"
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: {conn}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+        while len(body) < length:
+            time.sleep(0.001)
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+    return length, len(body)
+
+
 def states(agent):
     return {n["name"]: n for n in agent.status_json()["nodes"]}
 
@@ -95,6 +115,12 @@ def test_fleet_comes_ready_within_the_bound(registry, fleet_pg, module_password)
                                " WHERE application_name = 'pgbdr-agent'")
     assert backends == FLEET, backends
     assert "connect timeout" not in a.log(), a.log()[-3000:]
+    # a fleet's /metrics and /status are large: they arrive whole to a
+    # slow reader, kept alive or not
+    for path in ("/metrics", "/status"):
+        for keep_alive in (True, False):
+            length, got = whole_reply(a, path, keep_alive)
+            assert length > 20000 and got == length, (path, keep_alive, length, got)
 
 
 def test_waiting_node_is_down_and_says_why(registry, fleet_pg, module_password,
