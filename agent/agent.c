@@ -32,6 +32,8 @@ const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS] = {
 
 static void count_probe(struct node *n, const struct node_facts *facts, int check_ms)
 {
+	if (facts->outcome == PROBE_CONNECT_WAITING)
+		return; /* no round ran */
 	n->probes++;
 	if (facts->outcome != PROBE_OK && facts->outcome < PROBE_OUTCOME_COUNT)
 		n->probe_errors[facts->outcome]++;
@@ -90,6 +92,8 @@ static void guard_split_brain(const struct node *n, struct node_status *next)
 	char why[REASON_MAX];
 	int k = 0;
 
+	if (!split_brain_candidate(&n->judged))
+		return; /* the usual case: no table to build */
 	/* n_nodes <= MAX_NODES: the config rejects more */
 	for (int i = 0; i < n->agent->n_nodes && k < MAX_NODES; i++)
 		if (n->agent->nodes[i] != n)
@@ -392,13 +396,13 @@ void agent_reload_done(struct agent *a)
 	systemd_ready_again(&a->systemd, &sum);
 }
 
-static struct poller_settings poller_settings_of(const struct agent_config *cfg);
+static struct poller_settings poller_settings_of(struct agent *a);
 
 /* Per-node mode: the node's own lag from the peers its catalog names. */
 static void take_peer_lag(struct node *n, struct node_facts *facts)
 {
 	struct agent *a = n->agent;
-	struct poller_settings settings = poller_settings_of(&a->config);
+	struct poller_settings settings = poller_settings_of(a);
 
 	if (!per_node(a) || a->config.peer_lag != PEER_LAG_CATALOG) {
 		peer_lag_free(n->peer_lag);
@@ -418,6 +422,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 	int64_t now = clock_ms();
 	struct node_facts judged_facts = *probed;
 	const struct node_facts *facts = &judged_facts;
+	struct node_status before = n->judged;
 
 	n->facts = *probed;
 	take_peer_view(n, &judged_facts);
@@ -435,8 +440,15 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 			snprintf(n->catalog_write_leader, sizeof(n->catalog_write_leader), "%s",
 				 facts->catalog_write_leader);
 	}
-	/* all of them: a primary seen now can end another's write role */
-	publish_all(a);
+	/*
+	 * A primary seen (or gone) now can end (or give back) another's
+	 * write role: then all of them. Otherwise this node alone, so that
+	 * a round costs the same with 10 nodes or 1000.
+	 */
+	if (split_brain_candidate(&before) || split_brain_candidate(&n->judged))
+		publish_all(a);
+	else
+		publish(n);
 	if (!n->probed)
 		log_info(&a->log, "node %s: first verdict: %s %d%%%s%s (flavor %s)",
 			 n->status.name, state_name(n->status.state), n->status.weight,
@@ -531,11 +543,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	notify_systemd(a);
 }
 
-static struct poller_settings poller_settings_of(const struct agent_config *cfg)
+static struct poller_settings poller_settings_of(struct agent *a)
 {
 	return (struct poller_settings){
-		.interval_ms = cfg->interval_ms,
-		.timeout_ms = cfg->timeout_ms,
+		.interval_ms = a->config.interval_ms,
+		.timeout_ms = a->config.timeout_ms,
+		.slots = &a->connect_slots,
 	};
 }
 
@@ -546,7 +559,7 @@ static struct poller_settings poller_settings_of(const struct agent_config *cfg)
  */
 static struct node *node_new(struct agent *a, const struct node_config *cfg)
 {
-	struct poller_settings settings = poller_settings_of(&a->config);
+	struct poller_settings settings = poller_settings_of(a);
 	struct node *n = calloc(1, sizeof(*n));
 
 	if (!n)
@@ -631,6 +644,7 @@ int agent_init(struct agent *a, struct agent_config *config)
 	if (!a->base)
 		return -1;
 	a->dns = create_resolver(a->base);
+	connect_slots_init(&a->connect_slots, a->config.max_connecting);
 	if (create_nodes(a) < 0)
 		return -1;
 	a->tick = event_new(a->base, -1, EV_PERSIST, on_tick, a);
@@ -738,11 +752,12 @@ static int rebuild_nodes(struct agent *a, struct agent_config *next, int *added,
 	config_free(&a->config);
 	a->config = *next;
 	memset(next, 0, sizeof(*next));
+	connect_slots_set_limit(&a->connect_slots, a->config.max_connecting);
 
 	*added = 0;
 	for (int i = 0; i < a->n_nodes; i++) {
 		struct node *n = a->nodes[i];
-		struct poller_settings settings = poller_settings_of(&a->config);
+		struct poller_settings settings = poller_settings_of(a);
 
 		n->cfg = &a->config.nodes[i];
 		if (fresh[i]) {

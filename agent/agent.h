@@ -12,6 +12,7 @@
 
 #include "cluster.h"
 #include "config.h"
+#include "connect_slots.h"
 #include "counters.h"
 #include "listener.h"
 #include "log.h"
@@ -77,6 +78,8 @@ struct agent {
 
 	struct node **nodes;           /* owned, config->n_nodes entries, each allocated */
 	int n_nodes;
+	/* connection attempts in flight, shared by every poller (max_connecting) */
+	struct connect_slots connect_slots;
 	/* open files kept for the pollers and the loop: listeners refuse clients first */
 	int fd_reserve;
 	/* what clients make the agent hold, SPOP and HTTP together */

@@ -109,6 +109,7 @@ static const struct setting settings[] = {
 	AGENT("spoe_max_frame_size", TYPE_SIZE, spoe_max_frame_size, 256, 16777215),
 	AGENT("spoe_max_fragmented", TYPE_SIZE, spoe_max_fragmented, 256, INT64_C(1) << 30),
 	AGENT("max_clients", TYPE_INT, max_clients, 1, 1000000),
+	AGENT("max_connecting", TYPE_INT, max_connecting, 1, 10000),
 	AGENT("client_timeout", TYPE_DURATION, client_timeout_ms, 100, MS_PER_H),
 	POLICY("drain_lag", TYPE_SIZE, drain_lag, 0, INT64_MAX),
 	POLICY("max_lag", TYPE_SIZE, max_lag, 0, INT64_MAX),
@@ -391,6 +392,8 @@ static void set_defaults(struct agent_config *cfg)
 	cfg->spoe_max_frame_size = 16380;
 	cfg->spoe_max_fragmented = 1024 * 1024;
 	cfg->max_clients = 10000;
+	/* a few connections forking and authenticating at once: see connect_slots.h */
+	cfg->max_connecting = 16;
 	cfg->client_timeout_ms = 5 * MS_PER_S;
 	cfg->etcd.ttl_ms = 10 * MS_PER_S;
 	cfg->peer_lag = PEER_LAG_CATALOG;

@@ -56,7 +56,7 @@ enum peer_lag_mode {
  * agent's per-node tables (the split-brain guard, the peer view, the
  * election) are sized for them.
  */
-#define MAX_NODE_SECTIONS 64
+#define MAX_NODE_SECTIONS 1024
 #define MAX_NODES (MAX_NODE_SECTIONS + 1)
 
 struct etcd_endpoint {
@@ -101,6 +101,7 @@ struct agent_config {
 	int64_t spoe_max_frame_size;     /* our max-frame-size */
 	int64_t spoe_max_fragmented;     /* cap for reassembled NOTIFY */
 	int max_clients;                 /* per listener */
+	int max_connecting;              /* node connection attempts in flight */
 	int64_t client_timeout_ms;       /* idle/unfinished request timeout */
 
 	struct etcd_config etcd;

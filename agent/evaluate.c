@@ -124,6 +124,8 @@ static const char *outcome_text(enum probe_outcome outcome)
 		return "probe query failed";
 	case PROBE_CONNECTION_LOST:
 		return "connection lost";
+	case PROBE_CONNECT_WAITING:
+		return "waiting for a connection slot";
 	case PROBE_OK:
 	case PROBE_OUTCOME_COUNT:
 		break;

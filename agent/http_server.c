@@ -114,19 +114,23 @@ static void linger(struct http_conn *c)
 static void queue_tight(struct evbuffer *out, struct evbuffer *bytes)
 {
 	struct evbuffer_iovec v[16];
-	int n = evbuffer_peek(bytes, -1, NULL, v, 16);
+	/*
+	 * The whole length, not -1: with -1 evbuffer_peek() stops at 16
+	 * chains and says 16, and the chains past them were lost (a large
+	 * /metrics or /status arrived cut short).
+	 */
+	int n = evbuffer_peek(bytes, (ev_ssize_t)evbuffer_get_length(bytes), NULL, v, 16);
 
 	if (n < 0 || n > 16) {
 		evbuffer_add_buffer(out, bytes);
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		if (evbuffer_add(out, v[i].iov_base, v[i].iov_len) != 0) {
-			evbuffer_add_buffer(out, bytes); /* the rest, as it is */
-			return;
-		}
+		if (evbuffer_add(out, v[i].iov_base, v[i].iov_len) != 0)
+			break;
 		evbuffer_drain(bytes, v[i].iov_len);
 	}
+	evbuffer_add_buffer(out, bytes); /* whatever is left, as it is */
 }
 
 /*

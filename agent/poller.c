@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 
 #include "clock.h"
+#include "connect_slots.h"
 #include "poller.h"
 #include "probe.h"
 #include "read_budget.h"
@@ -107,6 +108,9 @@ struct poller {
 	char hostaddr[RESOLVED_MAX * (INET6_ADDRSTRLEN + 1)];
 	char host_repeated[RESOLVED_MAX * (NODE_HOST_MAX + 1)];
 
+	/* a connection attempt in flight holds one of settings.slots */
+	struct connect_waiter slot;
+
 	bool in_round;
 	int64_t round_started_ms;
 	int failed_rounds;
@@ -141,8 +145,16 @@ static void watch(struct poller *p, short what)
 	event_add(p->io, NULL);
 }
 
+/* The attempt is over (connected, failed, timed out): the next waiter may go. */
+static void release_slot(struct poller *p)
+{
+	if (p->settings.slots && p->slot.state == SLOT_HOLDING)
+		connect_slots_leave(p->settings.slots, &p->slot);
+}
+
 static void drop_connection(struct poller *p)
 {
+	release_slot(p);
 	PQclear(p->pending);
 	p->pending = NULL;
 	p->rows = 0;
@@ -629,6 +641,7 @@ static void continue_connect(struct poller *p)
 		watch(p, EV_WRITE);
 		break;
 	case PGRES_POLLING_OK:
+		release_slot(p);
 		if (PQsetnonblocking(p->conn, 1) != 0) {
 			fail_round(p, PROBE_CONNECT_FAILED, "cannot make the connection non-blocking");
 			break;
@@ -816,10 +829,46 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Whether a connection attempt may start now; if not, p is queued. */
+static bool take_slot(struct poller *p)
+{
+	return !p->settings.slots || connect_slots_acquire(p->settings.slots, &p->slot);
+}
+
+/*
+ * No round runs while the poller waits for a slot, but the owner hears
+ * every interval that the node is down and why (fail closed: a node
+ * that cannot be checked is not served), until the slot comes.
+ */
+static void report_waiting(struct poller *p)
+{
+	const struct connect_slots *s = p->settings.slots;
+	struct node_facts facts = { .outcome = PROBE_CONNECT_WAITING };
+
+	snprintf(facts.error, sizeof(facts.error),
+		 "waiting for a connection slot (%d of max_connecting %d in flight, %d waiting)",
+		 s->in_use, s->limit, s->waiting);
+	schedule_next_round(p, p->settings.interval_ms);
+	p->cb(p->cb_arg, &facts, 0);
+}
+
+/* From the slot queue: start the round from the loop, not from inside the queue. */
+static void on_slot_granted(void *owner)
+{
+	struct poller *p = owner;
+
+	evtimer_del(p->next_round);
+	event_active(p->next_round, EV_TIMEOUT, 1);
+}
+
 static void start_round(struct poller *p)
 {
 	struct timeval tv = ms_to_timeval(p->settings.timeout_ms);
 
+	if (p->phase != PHASE_CONNECTED && !take_slot(p)) {
+		report_waiting(p);
+		return;
+	}
 	p->in_round = true;
 	p->round_started_ms = clock_ms();
 	evtimer_add(p->deadline, &tv);
@@ -859,6 +908,7 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 	p->cb = cb;
 	p->cb_arg = arg;
 	p->io_fd = -1;
+	connect_waiter_init(&p->slot, on_slot_granted, p);
 	/* distinct per poller and per run; xorshift needs a non-zero state */
 	p->jitter = ((uint32_t)(uintptr_t)p ^ (uint32_t)clock_ms()) | 1;
 	p->deadline = evtimer_new(base, on_deadline, p);
@@ -872,6 +922,8 @@ struct poller *poller_new(struct event_base *base, struct evdns_base *dns,
 
 void poller_set_settings(struct poller *p, const struct poller_settings *settings)
 {
+	if (p->settings.slots && p->settings.slots != settings->slots)
+		connect_slots_leave(p->settings.slots, &p->slot);
 	p->settings = *settings;
 }
 
@@ -891,6 +943,8 @@ void poller_free(struct poller *p)
 	if (!p)
 		return;
 	drop_connection(p);
+	if (p->settings.slots)
+		connect_slots_leave(p->settings.slots, &p->slot);
 	if (p->deadline)
 		event_free(p->deadline);
 	if (p->next_round)

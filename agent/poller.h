@@ -20,9 +20,18 @@ struct poller;
 typedef void (*poller_result_cb)(void *arg, const struct node_facts *facts,
 				 int check_ms);
 
+struct connect_slots;
+
 struct poller_settings {
 	int64_t interval_ms;
 	int64_t timeout_ms; /* bounds a whole round: resolve, connect and query */
+	/*
+	 * Shared by the owner's pollers (it outlives them), NULL for no
+	 * bound: a round that must connect first waits for a slot, and its
+	 * timeout starts when it gets one. While it waits, the poller calls
+	 * back every interval with PROBE_CONNECT_WAITING (no round ran).
+	 */
+	struct connect_slots *slots;
 };
 
 /*

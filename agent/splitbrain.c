@@ -14,6 +14,11 @@ static bool is_writable_primary(const struct node_status *st)
 	return st->flavor == FLAVOR_PHYSICAL && state_is_serving(st->state) && !st->read_only;
 }
 
+bool split_brain_candidate(const struct node_status *st)
+{
+	return is_writable_primary(st);
+}
+
 bool split_brain_blocks_writes(const struct node_status *self,
 			       const struct node_status *const *others, int n_others,
 			       char *reason, size_t len)

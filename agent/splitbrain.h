@@ -16,6 +16,13 @@
  * promoted last) keeps writing; when timelines cannot tell, neither
  * does. reason (len bytes) names both nodes when true is returned.
  */
+/*
+ * Whether st takes part in the guard at all: a serving, writable
+ * physical primary. Only such a node's changes can change another's
+ * verdict, so a fleet of other flavors never pays for the guard.
+ */
+bool split_brain_candidate(const struct node_status *st);
+
 bool split_brain_blocks_writes(const struct node_status *self,
 			       const struct node_status *const *others, int n_others,
 			       char *reason, size_t len);

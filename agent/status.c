@@ -61,6 +61,7 @@ const char *probe_outcome_name(enum probe_outcome o)
 		[PROBE_QUERY_TIMEOUT] = "query_timeout",
 		[PROBE_QUERY_FAILED] = "query",
 		[PROBE_CONNECTION_LOST] = "connection_lost",
+		[PROBE_CONNECT_WAITING] = "connect_waiting",
 	};
 
 	if ((int)o < 0 || o >= PROBE_OUTCOME_COUNT)

@@ -42,6 +42,8 @@ enum probe_outcome {
 	PROBE_QUERY_TIMEOUT,
 	PROBE_QUERY_FAILED,
 	PROBE_CONNECTION_LOST,
+	/* no round ran: waiting for a connection slot (max_connecting); not a probe */
+	PROBE_CONNECT_WAITING,
 	PROBE_OUTCOME_COUNT
 };
 

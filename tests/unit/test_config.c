@@ -126,6 +126,7 @@ static void assert_default_agent(const struct agent_config *cfg)
 	assert_int_equal(cfg->spoe_max_frame_size, 16380);
 	assert_int_equal(cfg->spoe_max_fragmented, 1024 * 1024);
 	assert_int_equal(cfg->max_clients, 10000);
+	assert_int_equal(cfg->max_connecting, 16);
 	assert_int_equal(cfg->client_timeout_ms, 5000);
 	assert_int_equal(cfg->policy.drain_lag, 0);
 	assert_int_equal(cfg->policy.max_lag, 0);
@@ -948,6 +949,9 @@ static struct error_case error_cases[] = {
 	  "out of range" },
 	{ "max_clients_zero", PG "[agent]\nmax_clients=0\n", 4, "max_clients", "integer from 1 to 1000000" },
 	{ "max_clients_big", PG "[agent]\nmax_clients=1000001\n", 4, "max_clients", "not '1000001'" },
+	{ "max_connecting_zero", PG "[agent]\nmax_connecting=0\n", 4, "max_connecting",
+	  "integer from 1 to 10000" },
+	{ "max_connecting_junk", PG "[agent]\nmax_connecting=many\n", 4, "max_connecting", "not 'many'" },
 	{ "client_timeout_zero", PG "[agent]\nclient_timeout=0\n", 4, "client_timeout", "out of range" },
 	{ "client_timeout_junk", PG "[agent]\nclient_timeout=5 s s\n", 4, "client_timeout", "invalid duration" },
 
@@ -1188,7 +1192,7 @@ static void test_too_many_nodes(void **state)
 	snprintf(text + used, sizeof(text) - used, "[node.one_more]\nhost=h\n");
 	load_text(text, &l);
 	assert_int_equal(l.rc, -1);
-	assert_non_null(strstr(l.formatted, "too many [node.NAME] sections: at most 64"));
+	assert_non_null(strstr(l.formatted, "too many [node.NAME] sections: at most 1024"));
 }
 
 static void test_peer_lag(void **state)

@@ -115,6 +115,8 @@ static const struct eval_case eval_cases[] = {
 	  STATE_DOWN, 0, "probe query failed" },
 	{ "connection lost", { FAILED(PROBE_CONNECTION_LOST) }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "connection lost" },
+	{ "waiting for a connection slot", { FAILED(PROBE_CONNECT_WAITING) }, &base, &prev_ready,
+	  false, STATE_DOWN, 0, "waiting for a connection slot" },
 	{ "unknown outcome", { FAILED((enum probe_outcome)99) }, &base, &prev_ready, false,
 	  STATE_DOWN, 0, "probe failed" },
 	{ "probe error text wins",
