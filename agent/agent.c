@@ -398,6 +398,15 @@ void agent_reload_done(struct agent *a)
 
 static struct poller_settings poller_settings_of(struct agent *a);
 
+/*
+ * A poller needs one socket, two while libpq moves to the next address;
+ * the loop, evdns, inotify and the log need a few more.
+ */
+static int fd_reserve_for(int n_nodes)
+{
+	return 32 + 2 * n_nodes;
+}
+
 /* Per-node mode: the node's own lag from the peers its catalog names. */
 static void take_peer_lag(struct node *n, struct node_facts *facts)
 {
@@ -412,6 +421,8 @@ static void take_peer_lag(struct node *n, struct node_facts *facts)
 	if (!n->peer_lag && !(n->peer_lag = peer_lag_new(a->base, a->dns, &a->log)))
 		return;
 	peer_lag_apply(n->peer_lag, n->cfg, &settings, n->judged.name, facts);
+	/* the peers' sockets, as many as the catalog names, join the reserve */
+	a->fd_reserve = fd_reserve_for(a->n_nodes) + 2 * peer_lag_count(n->peer_lag);
 }
 
 static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
@@ -587,15 +598,6 @@ static void node_free(struct node *n)
 	poller_free(n->poller);
 	peer_lag_free(n->peer_lag);
 	free(n);
-}
-
-/*
- * A poller needs one socket, two while libpq moves to the next address;
- * the loop, evdns, inotify and the log need a few more.
- */
-static int fd_reserve_for(int n_nodes)
-{
-	return 32 + 2 * n_nodes + (n_nodes == 1 ? PEER_LAG_FDS : 0);
 }
 
 static int create_nodes(struct agent *a)

@@ -253,6 +253,11 @@ struct peer_lag *peer_lag_new(struct event_base *base, struct evdns_base *dns,
 	return pl;
 }
 
+int peer_lag_count(const struct peer_lag *pl)
+{
+	return pl ? pl->n : 0;
+}
+
 void peer_lag_free(struct peer_lag *pl)
 {
 	if (!pl)

@@ -19,9 +19,6 @@ struct event_base;
 struct evdns_base;
 struct peer_lag;
 
-/* Sockets the peer connections may hold at once: add to the fd reserve. */
-#define PEER_LAG_FDS (2 * MAX_PEERS)
-
 /* log must outlive it. */
 struct peer_lag *peer_lag_new(struct event_base *base, struct evdns_base *dns,
 			      const struct logger *log);
@@ -38,6 +35,9 @@ struct peer_lag *peer_lag_new(struct event_base *base, struct evdns_base *dns,
 void peer_lag_apply(struct peer_lag *pl, const struct node_config *node_cfg,
 		    const struct poller_settings *settings, const char *name,
 		    struct node_facts *facts);
+
+/* How many peers it reads (each may hold two sockets); 0 for NULL. */
+int peer_lag_count(const struct peer_lag *pl);
 
 /* Stops every peer connection, without waiting on the servers. */
 void peer_lag_free(struct peer_lag *pl);
