@@ -31,6 +31,15 @@
 	"   AND has_schema_privilege(n.oid, 'USAGE')" \
 	"   AND has_table_privilege(c.oid, 'SELECT')) = " #n
 
+/* Whether the column exists and the role may read it. */
+#define READABLE_COL(nsp, rel, col) \
+	" EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid" \
+	"   JOIN pg_namespace n ON n.oid = c.relnamespace" \
+	"   WHERE n.nspname = '" nsp "' AND c.relname = '" rel "'" \
+	"   AND a.attname = '" col "' AND NOT a.attisdropped" \
+	"   AND has_schema_privilege(n.oid, 'USAGE')" \
+	"   AND has_column_privilege(c.oid, a.attnum, 'SELECT'))"
+
 /* The detect query's columns, in order. */
 enum {
 	DET_VERSION,
@@ -55,6 +64,7 @@ enum {
 	DET_BDR_SLOT_POSITIONS,
 	DET_BDR_PEER_DSNS,
 	DET_PGL_PEER_DSNS,
+	DET_PGD_PEER_DSNS,
 	DET_N_COLS
 };
 
@@ -103,7 +113,8 @@ const char *probe_detect_query(void)
 	       "   AND has_schema_privilege(n.oid, 'USAGE')"
 	       "   AND has_function_privilege(p.oid, 'EXECUTE')),"
 	       READABLE("bdr", "'bdr_connections'", 1) ","
-	       READABLE("pglogical", "'node_interface', 'subscription'", 2);
+	       READABLE("pglogical", "'node_interface', 'subscription'", 2) ","
+	       READABLE_COL("bdr", "node_summary", "interface_connstr");
 }
 
 static enum flavor choose_flavor(const struct conn_caps *caps)
@@ -134,6 +145,7 @@ static void parse_pgd_caps(const PGresult *res, struct conn_caps *caps)
 	caps->pgd_raft_has_group = pq_bool(res, DET_PGD_RAFT_GROUP);
 	caps->pgd_has_monitor = pq_bool(res, DET_PGD_MONITOR);
 	caps->pgd_has_routing = pq_bool(res, DET_PGD_ROUTING);
+	caps->pgd_peer_dsns = pq_bool(res, DET_PGD_PEER_DSNS);
 }
 
 int probe_detect_parse(const PGresult *res, enum flavor forced, bool require_bdr,

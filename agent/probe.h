@@ -41,6 +41,7 @@ struct conn_caps {
 	bool pgd_raft_has_group;   /* bdr.group_raft_details.node_group_name (5) */
 	bool pgd_has_monitor;      /* bdr.monitor_local_replslots() */
 	bool pgd_has_routing;      /* bdr.node_group_routing_summary (5) */
+	bool pgd_peer_dsns;        /* may read bdr.node_summary.interface_connstr */
 	enum flavor flavor;        /* detected, or forced by the config */
 };
 

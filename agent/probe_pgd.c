@@ -9,7 +9,9 @@
  * bdr.node_slots are outgoing: how far each peer is behind this node.
  * They are reported keyed "this>peer", and a central agent reads them
  * as the peer's lag; this node's own lag is its peers' "peer>this". Alone
- * it is unknown while it subscribes to anyone, and 0 when it does not.
+ * (per-node mode) it is read on the peers this node subscribes to, found
+ * through bdr.node_summary.interface_connstr; unknown when one of them
+ * cannot be asked, and 0 when it subscribes to none.
  */
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +39,7 @@ enum {
 	COL_RAFT_PEERS,
 	COL_WRITE_LEAD,
 	COL_PEER_LIST,
+	COL_PEER_DSNS,
 	N_COLS
 };
 
@@ -95,7 +98,8 @@ enum {
 	" %s," \
 	" (SELECT string_agg(p.node_name || chr(31) || (p.peer_state_name = 'ACTIVE' AND %s" \
 	"   AND EXISTS (SELECT 1 FROM slots s WHERE s.target_name = p.node_name AND s.active))::text," \
-	"   chr(30) ORDER BY p.node_name) FROM bdr.node_summary p WHERE p.node_id <> l.node_id)" \
+	"   chr(30) ORDER BY p.node_name) FROM bdr.node_summary p WHERE p.node_id <> l.node_id)," \
+	" %s" \
 	" FROM (SELECT 1) one LEFT JOIN l ON true"
 
 /*
@@ -120,6 +124,20 @@ enum {
 	"   WHERE r.node_group_name = l.node_group_name LIMIT 1)"
 
 /*
+ * Where each peer this node subscribes to can be reached: the interface
+ * PGD itself connects to (bdr.node_summary.interface_connstr). Only the
+ * origins of enabled subscriptions: their slots for this node are its
+ * lag. One row per name, should a catalog list a node twice. Read only
+ * for the per-node lag, and filtered to an address at once.
+ */
+#define PEER_DSNS \
+	"(SELECT string_agg(d, chr(30) ORDER BY d) FROM (SELECT DISTINCT ON (p.node_name)" \
+	"   p.node_name || chr(31) || COALESCE(p.interface_connstr::text, '') AS d" \
+	"   FROM bdr.node_summary p WHERE p.node_id <> l.node_id AND p.node_name IN" \
+	"   (SELECT origin_name FROM subs WHERE sub_enabled)" \
+	"   ORDER BY p.node_name, p.interface_connstr) x)"
+
+/*
  * PGD 5 runs Raft per group (top group and data subgroups); 3.7 and 4
  * have one Raft instance, seen here as one unnamed group.
  */
@@ -135,7 +153,7 @@ static const char *raft_source(const struct conn_caps *caps)
 }
 
 /*
- * The text depends on six catalog facts, too many combinations for
+ * The text depends on seven catalog facts, too many combinations for
  * fixed strings, so it is built into the caller's buffer.
  */
 static const char *pgd_query(const struct conn_caps *caps, char *buf, size_t len)
@@ -146,7 +164,8 @@ static const char *pgd_query(const struct conn_caps *caps, char *buf, size_t len
 		 caps->pgd_has_monitor ? MONITOR_SQL : MONITOR_NONE,
 		 raft_source(caps),
 		 caps->pgd_has_routing ? ROUTING_PGD5 : "NULL::text",
-		 caps->pgd_has_node_kind ? PEER_IS_DATA_PGD5 : "true");
+		 caps->pgd_has_node_kind ? PEER_IS_DATA_PGD5 : "true",
+		 caps->pgd_peer_dsns ? PEER_DSNS : "NULL::text");
 	return buf;
 }
 
@@ -293,6 +312,7 @@ static void pgd_parse(const PGresult *res, const struct conn_caps *caps,
 	probe_take_outgoing(res, COL_OUTGOING, facts);
 	probe_take_incoming(res, COL_INCOMING, facts);
 	probe_take_peers(res, COL_PEER_LIST, facts);
+	probe_take_peer_dsns(res, COL_PEER_DSNS, caps->pgd_peer_dsns, facts);
 
 	if (pq_is_null(res, COL_LOCAL_NAME)) {
 		facts_set_problem(facts, "no local PGD node in this database");

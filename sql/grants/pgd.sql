@@ -18,7 +18,17 @@
 --   bdr.node_group_routing_summary (PGD 5)     the group's write leader
 --   bdr.node_group (3.7, 4)                    subscriber-only groups
 --   pg_is_in_recovery(), default_transaction_read_only: PUBLIC
+--   bdr.node_summary.interface_connstr         per-node mode only: where the
+--       peers this node subscribes to are (host, port and dbname are kept)
 -- No superuser, no replication privilege, no write access.
+--
+-- Per-node mode ([agent] peer_lag = catalog, the default): a node's own
+-- lag is in its peers' bdr.node_slots, and the agent finds the peers
+-- through interface_connstr, which bdr_monitor (and the grant on
+-- bdr.node_summary below) may read. The agent keeps only the address and
+-- connects as this role; but a DSN that embeds a password shows it to
+-- this role, so keep replication passwords in .pgpass, or set
+-- peer_lag = off (the lag then stays unknown).
 --
 -- Where bdr_monitor does not exist (the test emulations of the PGD
 -- catalog, tests/integration/fixtures/pgd*_emulation.sql), the same

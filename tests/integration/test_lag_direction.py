@@ -13,6 +13,11 @@ it falls behind stays at 100%.
   weight; its own lag is read from the peer its catalog names, and when
   that peer cannot be reached it is unknown, which with max_lag set
   never passes for caught up. An isolated node takes no writes.
+- The same per-node reading against the PGD catalog EMULATIONS
+  (fixtures/pgd37_emulation.sql, pgd4_emulation.sql, pgd5_emulation.sql,
+  not PGD): two emulated nodes per version, one database each, that
+  name each other in bdr.node_summary.interface_connstr; the peer's
+  bdr.node_slots row for this node is this node's lag.
 """
 
 import os
@@ -291,3 +296,100 @@ def test_bdr_per_node_isolated_node_takes_no_writes(module_registry, bdr, module
     finally:
         agent.stop()
         bdr.sql("SELECT bdr.emulation_setup('node1', 'node2')", dbname="node1")
+
+
+# ---- PGD catalog EMULATIONS (3.7, 4, 5), per-node mode ----------------------
+
+PGD_VERSIONS = ("pgd37", "pgd4", "pgd5")
+
+
+def pgd_pair(version):
+    """Two emulated PGD nodes, each in the database named after it."""
+    return f"{version}a", f"{version}b"
+
+
+def pgd_setup(pg, me, peer):
+    pg.sql("SELECT bdr.emulation_setup(%s, 'pgdgroup', %s)", (me, peer), dbname=me)
+
+
+@pytest.fixture(scope="module")
+def pgd(module_registry, module_password):
+    pg = PgServer(module_registry, "lag-pgd", pglogical=False).init().start()
+    for version in PGD_VERSIONS:
+        a, b = pgd_pair(version)
+        for me, peer in ((a, b), (b, a)):
+            pg.create_database(me)
+            pg.run_file(os.path.join(FIXTURES_DIR, f"{version}_emulation.sql"), dbname=me)
+            pgd_setup(pg, me, peer)
+            pg.apply_grants("pgd", dbname=me, password=module_password)
+    return pg
+
+
+def pgd_slot_behind(pg, db, target, nbytes):
+    pg.sql("UPDATE bdr.emulation_slots SET replay_lag_bytes = %s WHERE target_name = %s",
+           (nbytes, target), dbname=db)
+
+
+@pytest.mark.parametrize("version", PGD_VERSIONS)
+def test_pgd_per_node_lag_is_read_from_the_peers_node_slots(module_registry, pgd,
+                                                            module_password, version):
+    """One agent on one emulated PGD node alone. Its own bdr.node_slots
+    row for the peer is the peer's staleness, never this node's weight.
+    Its own lag is the peer's row for it: the agent finds the peer through
+    bdr.node_summary.interface_connstr and asks it as the monitoring role,
+    never as the replication role the DSN names."""
+    me, peer = pgd_pair(version)
+    agent = per_node_agent(module_registry, pgd, module_password, me)
+    try:
+        n = agent.wait_for(lambda: (lambda x: x if x["state"] == "ready"
+                                    and isinstance(x["lag_bytes"], int) else False)(
+                                        agent.node(me)), 10, desc=f"{me} lag read from {peer}")
+        assert n["weight"] == 100 and n["lag_bytes"] < MB, n
+
+        # this node's slot for the peer: the peer's staleness, not ours
+        pgd_slot_behind(pgd, me, peer, 32 * MB)
+        wait_for(lambda: (agent.node(me).get("outgoing_lag_bytes") or 0) >= 32 * MB, 10,
+                 desc="outgoing lag reported")
+        n = agent.node(me)
+        assert n["state"] == "ready" and n["weight"] == 100 and n["lag_bytes"] < MB, n
+        pgd_setup(pgd, me, peer)
+
+        # the peer has sent this node nothing for 32MB: this node is 32MB stale
+        pgd_slot_behind(pgd, peer, me, 32 * MB)
+        n = agent.wait_state(me, "degraded", 10)
+        assert 32 * MB <= n["lag_bytes"] < 33 * MB and n["weight"] < 100, n
+        assert "replication lag 32" in n["reason"], n
+
+        # the peer catches up: back at 100%
+        pgd_setup(pgd, peer, me)
+        n = agent.wait_state(me, "ready", 10)
+        assert n["weight"] == 100 and n["lag_bytes"] < MB, n
+        log = agent.log()
+        assert f"reading its lag from peer {peer}" in log
+        assert "emulated-replication-secret" not in log
+        assert "bdr_replication" not in log
+    finally:
+        agent.stop()
+        pgd_setup(pgd, me, peer)
+        pgd_setup(pgd, peer, me)
+
+
+@pytest.mark.parametrize("version", PGD_VERSIONS)
+def test_pgd_per_node_unreachable_peer_leaves_the_lag_unknown(module_registry, pgd,
+                                                              module_password, version):
+    """The peer's interface cannot be reached: this node's lag is unknown
+    (never 0), the reason names the peer, and with max_lag set the node
+    serves at min_weight only."""
+    me, peer = pgd_pair(version)
+    closed = free_port()
+    pgd.sql("UPDATE bdr.emulation_nodes SET interface_connstr = format('host=127.0.0.1"
+            " port=%%s dbname=%%s password=emulated-replication-secret', %s::int, node_name)"
+            " WHERE NOT is_local", (closed,), dbname=me)
+    agent = per_node_agent(module_registry, pgd, module_password, me)
+    try:
+        n = agent.wait_state(me, "degraded", 10, reason_re=rf"lag unknown.*peer {peer}\b")
+        assert n["lag_bytes"] is None and n["weight"] == 10, n
+        assert "emulated-replication-secret" not in n["reason"]
+    finally:
+        agent.stop()
+        pgd_setup(pgd, me, peer)

@@ -497,6 +497,58 @@ static void test_split_brain(void **state)
 	}
 }
 
+/* ==== PGD: the peers' addresses for the per-node lag ==== */
+
+/* The query with every catalog fact on fits the poller's buffer, whole. */
+static void test_pgd_query_fits(void **state)
+{
+	struct conn_caps caps = {
+		.flavor = FLAVOR_PGD, .pgd_has_node_kind = true, .pgd_has_decoder_slot = true,
+		.pgd_has_raft = true, .pgd_raft_has_group = true, .pgd_has_monitor = true,
+		.pgd_has_routing = true, .pgd_peer_dsns = true,
+	};
+	char buf[PROBE_QUERY_MAX];
+	const char *q = probe_pgd_ops.query(&caps, buf, sizeof(buf));
+
+	(void)state;
+	assert_true(strlen(q) < sizeof(buf) - 1);
+	assert_non_null(strstr(q, "interface_connstr"));
+	assert_non_null(strstr(q, "LEFT JOIN l ON true"));
+	caps.pgd_peer_dsns = false;
+	q = probe_pgd_ops.query(&caps, buf, sizeof(buf));
+	assert_null(strstr(q, "interface_connstr"));
+}
+
+static void test_pgd_peer_dsns(void **state)
+{
+	struct conn_caps caps = { .flavor = FLAVOR_PGD, .pgd_has_raft = true,
+				  .pgd_peer_dsns = true };
+	const char *row[] = {
+		"n1", "ACTIVE", "ACTIVE", "data", "f", NULL, NULL, "1", "",
+		"n1>n2\x1f" "0", "n2>n1", NULL, NULL, "1", "1", NULL, NULL, NULL, NULL,
+		"n2\x1ft", "n2\x1fhost=10.0.0.2 port=5433 dbname=app user=r password=secret",
+	};
+	struct node_facts f;
+
+	(void)state;
+	parse_row(&probe_pgd_ops, &caps, (int)ARRAY_SIZE(row), row, &f);
+	assert_true(f.healthy);
+	assert_string_equal(f.problem, "");
+	assert_int_equal(f.peer_dsns, PEER_DSNS_READ);
+	assert_int_equal(f.n_peer_addrs, 1);
+	assert_string_equal(f.peer_addrs[0].name, "n2");
+	assert_true(f.peer_addrs[0].usable);
+	assert_string_equal(f.peer_addrs[0].host, "10.0.0.2");
+	assert_string_equal(f.peer_addrs[0].port, "5433");
+	assert_string_equal(f.peer_addrs[0].dbname, "app");
+
+	caps.pgd_peer_dsns = false;
+	row[20] = NULL;
+	parse_row(&probe_pgd_ops, &caps, (int)ARRAY_SIZE(row), row, &f);
+	assert_int_equal(f.peer_dsns, PEER_DSNS_HIDDEN);
+	assert_int_equal(f.n_peer_addrs, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +561,8 @@ int main(void)
 		cmocka_unit_test(test_parted_by_peers),
 		cmocka_unit_test(test_bdr_peer_list),
 		cmocka_unit_test(test_split_brain),
+		cmocka_unit_test(test_pgd_query_fits),
+		cmocka_unit_test(test_pgd_peer_dsns),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
