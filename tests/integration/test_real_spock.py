@@ -160,8 +160,9 @@ def test_stopped_provider(cluster, agent):
 
 
 def test_lag_under_load(cluster, agent):
-    """Writes on n1 for a few seconds: both nodes keep serving with a
-    known lag, and are ready once n2 has caught up."""
+    """Writes on n1 for a few seconds: both nodes keep a known lag, and
+    stop serving only for it (how far n2 falls behind depends on how fast
+    this machine applies); both are ready once n2 has caught up."""
     both_ready(agent)
     samples = []
     stop = threading.Event()
@@ -185,8 +186,9 @@ def test_lag_under_load(cluster, agent):
         t.join(5)
     assert samples
     for n, st in samples:
-        assert st["state"] in SERVING, (n, st)
         assert isinstance(st["lag_bytes"], int), (n, st)
+        if st["state"] not in SERVING:  # over max_lag, or rising back from it
+            assert "lag" in st["reason"], (n, st)
     wait_for(lambda: cluster["n2"].scalar("SELECT count(*) FROM load", dbname=DB) ==
              cluster["n1"].scalar("SELECT count(*) FROM load", dbname=DB), 120,
              desc="n2 caught up")
