@@ -319,7 +319,7 @@ def test_lag_under_load(cluster, agent):
     for n, st in samples:
         assert isinstance(st["lag_bytes"], int), (n, st)
         if st["state"] not in SERVING:  # over max_lag, or rising back from it
-            assert re.search(r"replication lag \S+ > 16MB|lag", st["reason"]), (n, st)
+            assert "lag" in st["reason"], (n, st)
     wait_for(lambda: cluster["node3"].scalar("SELECT count(*) FROM load", dbname=BDR_DB) ==
              cluster["node1"].scalar("SELECT count(*) FROM load", dbname=BDR_DB), 120,
              desc="node3 caught up")
