@@ -22,6 +22,7 @@
 #include "lag.h"
 #include "membership.h"
 #include "peer_lag.h"
+#include "peer_view.h"
 #include "poller.h"
 #include "splitbrain.h"
 #include "systemd.h"
@@ -350,12 +351,12 @@ static void remember_peers(struct node *n, const struct node_facts *facts, int64
  */
 static void take_peer_view(const struct node *n, struct node_facts *facts)
 {
-	const struct node_facts *peers[MAX_NODES];
+	const struct peer_view *peers[MAX_NODES];
 	int k = 0;
 
 	for (int i = 0; i < n->agent->n_nodes && k < MAX_NODES; i++)
-		if (n->agent->nodes[i] != n)
-			peers[k++] = &n->agent->nodes[i]->facts;
+		if (n->agent->nodes[i] != n && n->agent->nodes[i]->view)
+			peers[k++] = n->agent->nodes[i]->view;
 	parted_by_peers(facts, peers, k);
 	lag_from_peers(facts, peers, k);
 }
@@ -425,6 +426,17 @@ static void take_peer_lag(struct node *n, struct node_facts *facts)
 	a->fd_reserve = fd_reserve_for(a->n_nodes) + 2 * peer_lag_count(n->peer_lag);
 }
 
+/*
+ * Keep what this round tells the other nodes. Out of memory, the node
+ * keeps no view: its peers then cannot read their lag from it, which
+ * makes that lag unknown, not zero.
+ */
+static void keep_view(struct node *n, const struct node_facts *probed)
+{
+	peer_view_free(n->view);
+	n->view = peer_view_new(probed);
+}
+
 static void on_round_finished(void *arg, const struct node_facts *probed, int check_ms)
 {
 	struct node *n = arg;
@@ -435,7 +447,7 @@ static void on_round_finished(void *arg, const struct node_facts *probed, int ch
 	const struct node_facts *facts = &judged_facts;
 	struct node_status before = n->judged;
 
-	n->facts = *probed;
+	keep_view(n, probed);
 	take_peer_view(n, &judged_facts);
 	take_peer_lag(n, &judged_facts);
 	read_policy.read_only = READ_ONLY_READY;
@@ -597,6 +609,7 @@ static void node_free(struct node *n)
 		return;
 	poller_free(n->poller);
 	peer_lag_free(n->peer_lag);
+	peer_view_free(n->view);
 	free(n);
 }
 

@@ -25,6 +25,7 @@ struct evdns_base;
 struct event;
 struct poller;
 struct peer_lag;
+struct peer_view;
 struct http_server;
 struct spop_server;
 struct agentcheck_server;
@@ -47,8 +48,8 @@ struct node {
 	/* The same judgement with read_only = ready: what /read serves. */
 	struct node_status judged_read;
 	bool readable;
-	/* the last round's facts, for the peers' lag in central mode */
-	struct node_facts facts;
+	/* what the last round tells the other nodes (central mode); owned, NULL before one */
+	struct peer_view *view;
 	struct poller *poller;
 	/* per-node mode: connections to the peers that know this node's lag */
 	struct peer_lag *peer_lag;

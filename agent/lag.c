@@ -8,15 +8,15 @@
 #include "lag.h"
 
 /* The peer stream for key: 1 found with a known lag, 0 not found, -1 unknown lag. */
-static int find_stream(const char *key, const struct node_facts *const *peers, int n_peers,
+static int find_stream(const char *key, const struct peer_view *const *peers, int n_peers,
 		       int64_t *lag)
 {
 	for (int i = 0; i < n_peers; i++) {
-		const struct node_facts *p = peers[i];
+		const struct peer_view *p = peers[i];
 
-		if (!p || p->outcome != PROBE_OK)
+		if (!p || !p->probed_ok)
 			continue;
-		for (int j = 0; j < p->n_outgoing && j < MAX_PEERS; j++) {
+		for (int j = 0; j < p->n_outgoing; j++) {
 			if (strncmp(p->outgoing[j].to, key, STREAM_KEY_MAX) != 0)
 				continue;
 			if (!p->outgoing[j].lag_known)
@@ -28,7 +28,7 @@ static int find_stream(const char *key, const struct node_facts *const *peers, i
 	return 0;
 }
 
-bool lag_from_peers(struct node_facts *facts, const struct node_facts *const *peers,
+bool lag_from_peers(struct node_facts *facts, const struct peer_view *const *peers,
 		    int n_peers)
 {
 	int64_t worst = facts->lag_bytes_known ? facts->lag_bytes : 0;

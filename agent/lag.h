@@ -8,6 +8,7 @@
 #ifndef PGBDR_LAG_H
 #define PGBDR_LAG_H
 
+#include "peer_view.h"
 #include "status.h"
 
 /*
@@ -17,7 +18,7 @@
  * each with a known lag; otherwise facts keep what the probe found
  * (unknown, unless it could measure). Returns true if it set the lag.
  */
-bool lag_from_peers(struct node_facts *facts, const struct node_facts *const *peers,
+bool lag_from_peers(struct node_facts *facts, const struct peer_view *const *peers,
 		    int n_peers);
 
 #endif

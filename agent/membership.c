@@ -17,11 +17,11 @@ static bool lists_peer(const struct node_facts *f, const char *name)
 }
 
 /* Whether p's catalog records name as parted, and only as parted. */
-static bool records_parted(const struct node_facts *p, const char *name)
+static bool records_parted(const struct peer_view *p, const char *name)
 {
 	bool parted = false;
 
-	for (int i = 0; i < p->n_peers && i < MAX_PEERS; i++) {
+	for (int i = 0; i < p->n_peers; i++) {
 		if (strncmp(p->peers[i].name, name, NODE_NAME_MAX) != 0)
 			continue;
 		if (!p->peers[i].parted)
@@ -31,7 +31,7 @@ static bool records_parted(const struct node_facts *p, const char *name)
 	return parted;
 }
 
-bool parted_by_peers(struct node_facts *facts, const struct node_facts *const *peers,
+bool parted_by_peers(struct node_facts *facts, const struct peer_view *const *peers,
 		     int n_peers)
 {
 	const char *self = facts->catalog_name;
@@ -39,9 +39,9 @@ bool parted_by_peers(struct node_facts *facts, const struct node_facts *const *p
 	if (facts->outcome != PROBE_OK || !facts->healthy || !self[0])
 		return false;
 	for (int i = 0; i < n_peers; i++) {
-		const struct node_facts *p = peers[i];
+		const struct peer_view *p = peers[i];
 
-		if (!p || p->outcome != PROBE_OK || !p->healthy || !p->catalog_name[0] ||
+		if (!p || !p->probed_ok || !p->healthy || !p->catalog_name[0] ||
 		    strncmp(p->catalog_name, self, NODE_NAME_MAX) == 0)
 			continue;
 		if (!lists_peer(facts, p->catalog_name) || !records_parted(p, self))

@@ -8,6 +8,7 @@
 #ifndef PGBDR_MEMBERSHIP_H
 #define PGBDR_MEMBERSHIP_H
 
+#include "peer_view.h"
 #include "status.h"
 
 /*
@@ -17,7 +18,7 @@
  * parted and not also as a member under the same name. Returns true if
  * it did; an earlier problem is kept.
  */
-bool parted_by_peers(struct node_facts *facts, const struct node_facts *const *peers,
+bool parted_by_peers(struct node_facts *facts, const struct peer_view *const *peers,
 		     int n_peers);
 
 #endif

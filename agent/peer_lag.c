@@ -12,6 +12,7 @@
 
 #include "lag.h"
 #include "peer_lag.h"
+#include "peer_view.h"
 
 struct peer_conn {
 	struct peer_address addr;
@@ -20,7 +21,9 @@ struct peer_conn {
 	char label[2 * NODE_NAME_MAX + 16];
 	struct poller *poller;
 	bool answered;                 /* a round has finished */
-	struct node_facts facts;       /* the last one */
+	enum probe_outcome outcome;    /* the last one's */
+	char error[REASON_MAX];
+	struct peer_view *view;        /* owned; NULL when out of memory */
 };
 
 struct peer_lag {
@@ -98,6 +101,7 @@ static void peer_conn_free(struct peer_conn *pc)
 		return;
 	poller_free(pc->poller);
 	free_cfg(&pc->cfg);
+	peer_view_free(pc->view);
 	free(pc);
 }
 
@@ -106,7 +110,10 @@ static void on_peer_round(void *arg, const struct node_facts *facts, int check_m
 	struct peer_conn *pc = arg;
 
 	(void)check_ms;
-	pc->facts = *facts;
+	pc->outcome = facts->outcome;
+	snprintf(pc->error, sizeof(pc->error), "%s", facts->error);
+	peer_view_free(pc->view);
+	pc->view = peer_view_new(facts);
 	pc->answered = true;
 }
 
@@ -206,10 +213,9 @@ static void explain_unknown(const struct peer_lag *pl, struct node_facts *facts)
 				 pc->addr.name);
 		else if (!pc->answered)
 			snprintf(why, len, "peer %s: no answer yet", pc->addr.name);
-		else if (pc->facts.outcome != PROBE_OK)
+		else if (pc->outcome != PROBE_OK)
 			snprintf(why, len, "peer %s unreachable: %s", pc->addr.name,
-				 pc->facts.error[0] ? pc->facts.error :
-				 probe_outcome_name(pc->facts.outcome));
+				 pc->error[0] ? pc->error : probe_outcome_name(pc->outcome));
 		else
 			continue;
 		return;
@@ -224,7 +230,7 @@ void peer_lag_apply(struct peer_lag *pl, const struct node_config *node_cfg,
 		    const struct poller_settings *settings, const char *name,
 		    struct node_facts *facts)
 {
-	const struct node_facts *peers[MAX_PEERS];
+	const struct peer_view *peers[MAX_PEERS];
 	int k = 0;
 
 	if (facts->outcome != PROBE_OK)
@@ -234,8 +240,8 @@ void peer_lag_apply(struct peer_lag *pl, const struct node_config *node_cfg,
 	    facts->peer_dsns == PEER_DSNS_NONE)
 		return;
 	for (int i = 0; i < pl->n; i++)
-		if (pl->peers[i]->answered)
-			peers[k++] = &pl->peers[i]->facts;
+		if (pl->peers[i]->answered && pl->peers[i]->view)
+			peers[k++] = pl->peers[i]->view;
 	if (!lag_from_peers(facts, peers, k))
 		explain_unknown(pl, facts);
 }

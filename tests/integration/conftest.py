@@ -24,6 +24,34 @@ def pytest_configure(config):
                             "default haproxy); .ci/run reruns these for each HAProxy version")
     config.addinivalue_line("markers", "peers: runs a real peer built from $PGBDR_PEERS "
                             "(tests/peers/build.sh)")
+    config.addinivalue_line("markers", "alone: .ci/run runs it after the others, with nothing "
+                            "beside it (see ALONE_MODULES)")
+
+
+# Modules that .ci/run runs by themselves, after the rest of the suite
+# has run in parallel (pytest-xdist, one module per worker): their
+# bounds are tight enough that other tests' load on the two cores would
+# make them fail, or hide what they watch for.
+ALONE_MODULES = {
+    # down within interval + timeout + 0.2 s, a healthy node's answers
+    # under 50 ms, and fd/RSS drift over hundreds of fault cycles
+    "test_faults",
+    # a good client's answers stay fast while hostile ones flood the agent
+    "test_client_abuse",
+    # RSS bounds while clients try to make the agent hold memory
+    "test_memory_budget",
+    # every process under valgrind: several times the CPU of the rest
+    "test_valgrind",
+    # a hostile or hung server may not delay the other nodes' answers
+    "test_hostile_node",
+    "test_hung_node",
+    # the write role sampled every 100 ms: a gap is measured, not only two writers
+    "test_write_leader",
+    "test_write_leader_etcd",
+    "test_write_leader_pernode",
+    # agent-check answers timed against agent-send's wait (within 0.3 s)
+    "test_agent_check",
+}
 
 
 def _runs_haproxy(item):
@@ -35,6 +63,8 @@ def _runs_haproxy(item):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if item.module.__name__ in ALONE_MODULES:
+            item.add_marker(pytest.mark.alone)
         if _runs_haproxy(item):
             item.add_marker(pytest.mark.haproxy)
             # in the JUnit XML too, for .ci/run's per-version summary

@@ -112,11 +112,38 @@ CAPTURED = Captured()
 # Small utilities
 # --------------------------------------------------------------------------
 
+# Ports handed out by free_port(): below the kernel's ephemeral range
+# (32768-60999), so that no socket bound to port 0 takes one, and one
+# block of PORT_BLOCK per pytest-xdist worker (PYTEST_XDIST_WORKER is
+# gw0, gw1...), so that two workers never hand out the same port in the
+# time between free_port() and the server's bind().
+PORT_BASE = 10000
+PORT_BLOCK = 2500
+_next_port = [secrets.randbelow(PORT_BLOCK)]  # two plain pytest runs at once start apart
+
+
+def _port_block():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    k = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if k >= (32768 - PORT_BASE) // PORT_BLOCK:
+        raise RuntimeError(f"too many pytest-xdist workers for the port blocks: {worker}")
+    return PORT_BASE + k * PORT_BLOCK
+
+
 def free_port():
-    """A free TCP port on 127.0.0.1 (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1: the next one of this process's block
+    that binds (cycling through the block)."""
+    base = _port_block()
+    for _ in range(PORT_BLOCK):
+        port = base + _next_port[0] % PORT_BLOCK
+        _next_port[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + PORT_BLOCK - 1}")
 
 
 def wait_for(predicate, timeout, interval=0.05, desc="condition"):

@@ -16,6 +16,7 @@
 
 #include "lag.h"
 #include "membership.h"
+#include "peer_view.h"
 #include "probe.h"
 #include "splitbrain.h"
 
@@ -346,17 +347,70 @@ static void test_lag_from_peers(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const struct central_case *c = &cases[i];
 		struct node_facts f = { .outcome = PROBE_OK, .n_incoming = c->n_incoming };
-		const struct node_facts *peers[2] = { &c->peers[0], &c->peers[1] };
+		struct peer_view *views[2] = { peer_view_new(&c->peers[0]),
+					       peer_view_new(&c->peers[1]) };
+		const struct peer_view *peers[2] = { views[0], views[1] };
 		bool set;
 
+		assert_non_null(views[0]);
+		assert_non_null(views[1]);
 		for (int k = 0; k < c->n_incoming; k++)
 			snprintf(f.incoming[k], STREAM_KEY_MAX, "%s", c->incoming[k]);
 		set = lag_from_peers(&f, peers, c->n_peers);
+		peer_view_free(views[0]);
+		peer_view_free(views[1]);
 		if (set != c->want_set || f.lag_bytes_known != c->want_set ||
 		    (set && f.lag_bytes != c->want_lag))
 			fail_msg("%s: set %d known %d lag %lld", c->name, set, f.lag_bytes_known,
 				 (long long)f.lag_bytes);
 	}
+}
+
+/* What a node keeps of a round for the others: exactly what it found, or nothing. */
+static void test_peer_view(void **state)
+{
+	struct node_facts full = { .outcome = PROBE_OK, .healthy = true, .n_peers = MAX_PEERS,
+				   .n_outgoing = MAX_PEERS };
+	struct node_facts failed = full;
+	struct node_facts bogus = { .outcome = PROBE_OK, .n_peers = -3, .n_outgoing = 1000 };
+	struct peer_view *v;
+
+	(void)state;
+	snprintf(full.catalog_name, sizeof(full.catalog_name), "n1");
+	for (int i = 0; i < MAX_PEERS; i++) {
+		snprintf(full.peers[i].name, NODE_NAME_MAX, "p%d", i);
+		full.peers[i].parted = i % 2;
+		snprintf(full.outgoing[i].to, STREAM_KEY_MAX, "n1>p%d", i);
+		full.outgoing[i].lag_known = true;
+		full.outgoing[i].lag_bytes = i * 1000;
+	}
+	v = peer_view_new(&full);
+	assert_non_null(v);
+	assert_true(v->probed_ok && v->healthy);
+	assert_string_equal(v->catalog_name, "n1");
+	assert_int_equal(v->n_peers, MAX_PEERS);
+	assert_int_equal(v->n_outgoing, MAX_PEERS);
+	for (int i = 0; i < MAX_PEERS; i++) {
+		assert_memory_equal(&v->peers[i], &full.peers[i], sizeof(full.peers[i]));
+		assert_memory_equal(&v->outgoing[i], &full.outgoing[i], sizeof(full.outgoing[i]));
+	}
+	peer_view_free(v);
+
+	/* a failed round vouches for nothing, whatever its arrays hold */
+	failed.outcome = PROBE_QUERY_TIMEOUT;
+	v = peer_view_new(&failed);
+	assert_non_null(v);
+	assert_false(v->probed_ok);
+	assert_int_equal(v->n_peers, 0);
+	assert_int_equal(v->n_outgoing, 0);
+	peer_view_free(v);
+
+	/* counts out of range are clamped, never trusted */
+	v = peer_view_new(&bogus);
+	assert_non_null(v);
+	assert_int_equal(v->n_peers, 0);
+	assert_int_equal(v->n_outgoing, MAX_PEERS);
+	peer_view_free(v);
 }
 
 /* ==== central mode: a part recorded only in the peers' catalogs ==== */
@@ -415,8 +469,13 @@ static void test_parted_by_peers(void **state)
 	n1_k_failed.outcome = PROBE_QUERY_FAILED;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct node_facts f = node_seeing("n3", cases[i].self_healthy, 2, n3_sees);
-		const struct node_facts *peers[1] = { cases[i].peer };
-		bool set = parted_by_peers(&f, peers, 1);
+		struct peer_view *view = peer_view_new(cases[i].peer);
+		const struct peer_view *peers[1] = { view };
+		bool set;
+
+		assert_non_null(view);
+		set = parted_by_peers(&f, peers, 1);
+		peer_view_free(view);
 
 		if (set != cases[i].want || f.healthy != (cases[i].self_healthy && !set) ||
 		    (set && strcmp(f.problem, "node parted from the group, as n1's catalog records")))
@@ -558,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_judge_local_state),
 		cmocka_unit_test(test_pglogical_rows),
 		cmocka_unit_test(test_lag_from_peers),
+		cmocka_unit_test(test_peer_view),
 		cmocka_unit_test(test_parted_by_peers),
 		cmocka_unit_test(test_bdr_peer_list),
 		cmocka_unit_test(test_split_brain),
