@@ -10,7 +10,10 @@ its stdin closes, then closes everything and prints one JSON report:
 {"opened": N, "max_open": N, "closed": [[opened_at, closed_at,
 last_progress_at (our last byte sent), detail, last_input_at (floods:
 the last time unread input grew, i.e. the agent's last write)], ...],
-"still_open": [opened_at, ...],
+"still_open": [opened_at, ...], "still_open_io": [[opened_at,
+last_io (the later of our last byte sent and the last growth of
+unread input), unsent (bytes we had sent that the agent had not read
+yet)], ...],
 "stopped_at": t, "sent": bytes, "errors": [...]}, with times from
 CLOCK_MONOTONIC (comparable with the test's). "closed" lists only the
 connections the agent closed; "still_open" those it had not closed.
@@ -110,6 +113,15 @@ def _spop():
 # --------------------------------------------------------------------------
 # child side
 # --------------------------------------------------------------------------
+
+def unsent_bytes(sock):
+    """Bytes in our send queue the agent has not read (SIOCOUTQ), -1 if unknown."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                              b"\0\0\0\0"))[0]
+    except OSError:
+        return -1
+
 
 class Conn:
     __slots__ = ("sock", "index", "opened", "connected", "last_progress", "out", "next_at",
@@ -382,10 +394,13 @@ class Abuser:
 
     def finish(self):
         still_open = [c.opened for c in self.conns.values() if c.connected]
+        still_open_io = [[c.opened, max(c.last_progress, c.last_in), unsent_bytes(c.sock)]
+                         for c in self.conns.values() if c.connected]
         for c in list(self.conns.values()):
             self.drop(c, "", by_peer=False)
         report = {"opened": self.opened, "max_open": self.max_open, "closed": self.closed,
-                  "still_open": still_open, "stopped_at": time.monotonic(),
+                  "still_open": still_open, "still_open_io": still_open_io,
+                  "stopped_at": time.monotonic(),
                   "sent": self.sent, "errors": self.errors[:50], "n_errors": len(self.errors)}
         sys.stdout.write(json.dumps(report))
         sys.stdout.flush()

@@ -28,10 +28,11 @@ def pytest_configure(config):
                             "beside it (see ALONE_MODULES)")
 
 
-# Modules that .ci/run runs by themselves, after the rest of the suite
-# has run in parallel (pytest-xdist, one module per worker): their
-# bounds are tight enough that other tests' load on the two cores would
-# make them fail, or hide what they watch for.
+# Modules that .ci/run runs one at a time at normal priority, while the
+# rest of the suite runs beside them under nice 19 (pytest-xdist, one
+# module per worker): their bounds are tight enough that other tests'
+# load on the two cores would make them fail, or hide what they watch
+# for, if it competed with them on equal terms.
 ALONE_MODULES = {
     # down within interval + timeout + 0.2 s, a healthy node's answers
     # under 50 ms, and fd/RSS drift over hundreds of fault cycles
