@@ -61,7 +61,30 @@ def _runs_haproxy(item):
             or item.name.startswith("test_example_file"))
 
 
+# The longest modules, longest first (seconds of wall time in a CI run):
+# pytest-xdist's --dist loadfile hands modules to workers in collection
+# order, so one of these collected last would run on alone at the end.
+LONG_MODULES_FIRST = [
+    "test_write_leader_etcd",   # ~130 s, waiting on lease ttl
+    "test_pgd_emulation",       # ~90 s, 146 cases
+    "test_lua_haproxy",         # ~50 s
+    "test_lag_direction",
+    "test_spop_protocol",
+    "test_judgement",
+    "test_connect_slots",
+    "test_operations",
+    "test_package_check",
+    "test_native_logical",
+]
+
+
+def _module_rank(item):
+    name = item.module.__name__
+    return LONG_MODULES_FIRST.index(name) if name in LONG_MODULES_FIRST else len(LONG_MODULES_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_module_rank)   # stable: each module's tests keep their order
     for item in items:
         if item.module.__name__ in ALONE_MODULES:
             item.add_marker(pytest.mark.alone)
