@@ -68,12 +68,13 @@ LONG_MODULES_FIRST = [
     "test_write_leader_etcd",   # ~130 s, waiting on lease ttl
     "test_pgd_emulation",       # ~90 s, 146 cases
     "test_lua_haproxy",         # ~50 s
+    "test_package_check",       # ~40 s, dpkg-buildpackage
+    "test_install",             # ~25 s, meson install
     "test_lag_direction",
     "test_spop_protocol",
     "test_judgement",
     "test_connect_slots",
     "test_operations",
-    "test_package_check",
     "test_native_logical",
 ]
 
