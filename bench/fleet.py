@@ -19,7 +19,7 @@ kept down for OUTAGE_S, and started again; the agent's new backends'
 backend_start times (pg_stat_activity) show whether its reconnections
 come all at once or spread out.
 
-Run alone (as root): PGBDR_AGENT=... bench/fleet.py [--quick]
+Run alone (as root): PGBDR_AGENT=... bench/fleet.py [--quick] [--sizes=N,N...]
 """
 
 import datetime
@@ -180,7 +180,13 @@ class Fleet:
         log(f"== fleet: {n} nodes, interval {INTERVAL}")
         a = self.start_agent(n)
         t_start = time.monotonic()
-        wait_for(lambda: self.all_ready(a, n), 120, interval=0.5, desc=f"{n} nodes ready")
+        try:
+            wait_for(lambda: self.all_ready(a, n), 120, interval=0.5, desc=f"{n} nodes ready")
+        except AssertionError:
+            _, _, body = get(a.port, "/status")
+            late = [(x["name"], x["state"], x.get("reason")) for x in json.loads(body)["nodes"]
+                    if x["state"] != "ready"]
+            raise AssertionError(f"{len(late)} of {n} nodes never ready, e.g. {late[:5]}") from None
         ready_s = time.monotonic() - t_start
         time.sleep(3.0)       # a few rounds after the connection storm of the start
         pid = a.pid
@@ -288,11 +294,15 @@ class Fleet:
 
 def main():
     quick = "--quick" in sys.argv[1:]
+    sizes = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--sizes=")]
     # a SIGTERM ends the run through the registry's cleanup
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     reg = Registry()
     try:
-        out = Fleet(reg, quick, os.environ.get("PGBDR_AGENT")).run()
+        fleet = Fleet(reg, quick, os.environ.get("PGBDR_AGENT"))
+        if sizes:
+            fleet.sizes = tuple(int(x) for x in sizes[0].split(","))
+        out = fleet.run()
     finally:
         reg.cleanup()
     print(json.dumps(out, indent=1))
