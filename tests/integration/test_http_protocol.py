@@ -110,8 +110,14 @@ def test_live(agent):
 
 @pytest.mark.parametrize("path", ["/", "/node/n1", "/node/dead", "/live", "/status"])
 def test_head_has_no_body_and_correct_length(agent, path):
-    g = agent.get(path)
-    h = agent.get(path, method="HEAD")
+    # GET, HEAD, GET: compared only when the two GETs agree, so that a
+    # probe round that changed the node in between is not taken for a
+    # wrong Content-Length
+    for _ in range(20):
+        g = agent.get(path)
+        h = agent.get(path, method="HEAD")
+        if path == "/status" or agent.get(path).body == g.body:
+            break
     assert h.status == g.status
     assert h.body == b""  # recv_reply also fails on any byte beyond the headers
     if path != "/status":  # /status carries timestamps; its length may move
