@@ -32,6 +32,14 @@ from harness import Agent, free_port, node_section, wait_for
 CLIENT_TIMEOUT = 1.0    # [agent] client_timeout of the module's agent
 P99_MAX = 0.010         # seconds
 MEASURE_SECONDS = 3.0
+# How long a well-behaved request may wait before it counts as not
+# answered. Latency is judged by the p99 bounds, in the plain build; a
+# sanitizer makes every frame several times dearer, and while hundreds of
+# abusers flood it the agent's loop takes longer than 2 s a turn there
+# (seen: the SPOP HELLO of measure() unanswered after 2 s under ASan,
+# during the 600-client flood of test_memory_budget). So under a
+# sanitizer the wait is longer, and "answered" is what is asserted.
+ANSWER_WAIT = 10.0 if binary_uses_asan() else 2.0
 IDLE_CONNECTIONS = 5000
 IDLE_CLIENT_TIMEOUT = 6.0   # long enough to measure while all 5000 are open
 CLOSE_MARGIN = 0.5      # a closing is late after client_timeout + this
@@ -101,7 +109,7 @@ def measure(agent, seconds=MEASURE_SECONDS, label=""):
     times = {"http": [], "agent-check": [], "spop": []}
     stats = ProcStats(agent.pid)
     rss_peak = stats.rss_kb()
-    spop = sp.SpopClient(agent.spoe_port, timeout=2).connect()
+    spop = sp.SpopClient(agent.spoe_port, timeout=ANSWER_WAIT).connect()
     try:
         spop.hello(capabilities="pipelining")
         sid = 0
@@ -109,12 +117,12 @@ def measure(agent, seconds=MEASURE_SECONDS, label=""):
         next_rss = 0
         while time.monotonic() < end:
             t0 = time.perf_counter()
-            status, body, _ = http_get(agent.port, "/node/x")
+            status, body, _ = http_get(agent.port, "/node/x", timeout=ANSWER_WAIT)
             times["http"].append(time.perf_counter() - t0)
             assert status == 200 and body.startswith("ready x"), (status, body)
 
             t0 = time.perf_counter()
-            line = agent_check_once(agent.agent_port)
+            line = agent_check_once(agent.agent_port, timeout=ANSWER_WAIT)
             times["agent-check"].append(time.perf_counter() - t0)
             assert line == b"up ready 100%\n", line
 

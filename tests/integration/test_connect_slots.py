@@ -6,6 +6,7 @@ is down with a reason saying so, never a stale ready, while a node
 holding a slot on a server that never answers times out as usual."""
 
 import re
+import signal
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from harness import Agent, PgServer, node_section, wait_for
+from test_operations import write_config_text
 
 FLEET = 80
 GAUGES = re.compile(rb"^(pgbdr_connecting|pgbdr_connect_waiting) (\d+)$", re.M)
@@ -168,3 +170,58 @@ def test_waiting_node_is_down_and_says_why(registry, fleet_pg, module_password,
         a.wait_state("silent", "down", 10, reason_re="connect timeout")
     assert sampler.max_connecting() <= 1, sampler.samples
     assert max(w for _, w in sampler.samples) >= 1, sampler.samples
+
+
+def set_max_connecting(agent, limit):
+    """Rewrite the running agent's config with another max_connecting
+    and send SIGHUP."""
+    text = re.sub(r"(?m)^max_connecting = \d+$", f"max_connecting = {limit}", agent.config_text)
+    assert text != agent.config_text, agent.config_text
+    write_config_text(agent, text)
+    agent.proc.send_signal(signal.SIGHUP)
+
+
+def test_reload_changes_max_connecting(registry, silent_server):
+    """A reload applies a new max_connecting to the attempts that start
+    after it, up or down. Every node's server accepts and never answers,
+    so each attempt holds its slot for a whole timeout and the gauge
+    shows the limit itself."""
+    nodes = 24      # far more attempts wanted than any limit below allows
+    sections = [("agent", {"interval": "1s", "timeout": "1s", "max_connecting": 2,
+                           "log_level": "info"})]
+    sections += [(f"node.s{i:02d}", {"dsn": f"host=127.0.0.1 port={silent_server} dbname=app "
+                                            f"user=pgbdr_monitor sslmode=disable",
+                                     "flavor": "plain"}) for i in range(nodes)]
+    a = Agent(registry, sections, name="agent-connect-reload")
+    a.start()
+
+    def window(seconds):
+        with GaugeSampler(a) as sampler:
+            time.sleep(seconds)
+        assert len(sampler.samples) > 10, sampler.samples
+        return sampler.samples
+
+    def gauges():
+        body = a.get("/metrics", timeout=5).body
+        return {k.decode(): int(v) for k, v in GAUGES.findall(body)}
+
+    wait_for(lambda: gauges()["pgbdr_connecting"] == 2, 10, interval=0.05,
+             desc="2 attempts in flight")
+    seen = window(2.5)
+    assert max(c for c, _ in seen) == 2 and max(w for _, w in seen) >= 4, seen
+
+    set_max_connecting(a, 6)
+    wait_for(lambda: gauges()["pgbdr_connecting"] == 6, 10, interval=0.05,
+             desc="6 attempts in flight after the reload")
+    seen = window(2.5)
+    assert max(c for c, _ in seen) == 6, seen
+
+    # down: the attempts in flight finish (within a timeout), and no new
+    # one starts while more than the new limit are in flight
+    set_max_connecting(a, 1)
+    wait_for(lambda: gauges()["pgbdr_connecting"] <= 1, 10, interval=0.05,
+             desc="at most 1 attempt in flight after the second reload")
+    seen = window(2.5)
+    assert max(c for c, _ in seen) == 1, seen
+    assert 'pgbdr_reloads_total{result="ok"} 2' in a.get("/metrics").text
+    assert a.proc.poll() is None
