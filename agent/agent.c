@@ -195,10 +195,10 @@ static int collect_candidates(struct agent *a, int64_t now, struct leader_candid
 		struct node *node = a->nodes[0];
 
 		c[n++] = (struct leader_candidate){
-			.name = node->peers[i].name,
+			.name = node->peers[i].fact.name,
 			.priority = 0,
-			.eligible = node->peers[i].up,
-			.eligible_since_ms = node->peer_up_since_ms[i],
+			.eligible = node->peers[i].fact.up,
+			.eligible_since_ms = node->peers[i].up_since_ms,
 		};
 	}
 	return n;
@@ -326,21 +326,31 @@ static void on_etcd_reply(void *arg)
 	update_leader(arg);
 }
 
+/*
+ * The peers this round's catalog names, each keeping its "up since"
+ * across rounds (matched by name). Sized to the catalog: a node whose
+ * catalog names none, as most in a central agent's fleet, holds nothing.
+ * On allocation failure the last list stays.
+ */
 static void remember_peers(struct node *n, const struct node_facts *facts, int64_t now)
 {
-	int64_t since[MAX_PEERS];
+	int count = facts->n_peers < MAX_PEERS ? facts->n_peers : MAX_PEERS;
+	struct node_peer *next = NULL;
 
-	/* keep each peer's "up since" across rounds, matched by name */
-	for (int i = 0; i < facts->n_peers; i++) {
-		since[i] = 0;
+	if (count > 0 && !(next = calloc((size_t)count, sizeof(*next))))
+		return;
+	for (int i = 0; i < count; i++) {
+		int64_t since = 0;
+
 		for (int j = 0; j < n->n_peers; j++)
-			if (strcmp(n->peers[j].name, facts->peers[i].name) == 0)
-				since[i] = n->peer_up_since_ms[j];
-		since[i] = track_since(since[i], facts->peers[i].up, now);
+			if (strcmp(n->peers[j].fact.name, facts->peers[i].name) == 0)
+				since = n->peers[j].up_since_ms;
+		next[i].fact = facts->peers[i];
+		next[i].up_since_ms = track_since(since, facts->peers[i].up, now);
 	}
-	n->n_peers = facts->n_peers;
-	memcpy(n->peers, facts->peers, sizeof(facts->peers[0]) * (size_t)facts->n_peers);
-	memcpy(n->peer_up_since_ms, since, sizeof(since[0]) * (size_t)facts->n_peers);
+	free(n->peers);
+	n->peers = next;
+	n->n_peers = count;
 }
 
 /*
@@ -610,6 +620,7 @@ static void node_free(struct node *n)
 	poller_free(n->poller);
 	peer_lag_free(n->peer_lag);
 	peer_view_free(n->view);
+	free(n->peers);
 	free(n);
 }
 

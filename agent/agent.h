@@ -35,6 +35,12 @@ struct etcd_client;
 #define PROBE_DURATION_BUCKETS 11
 extern const int probe_duration_bounds_ms[PROBE_DURATION_BUCKETS];
 
+/* A peer the node's catalog names, and since when it has been up (0: not up). */
+struct node_peer {
+	struct peer_fact fact;
+	int64_t up_since_ms;
+};
+
 struct node {
 	struct agent *agent;
 	const struct node_config *cfg; /* owned by agent->config */
@@ -65,10 +71,9 @@ struct node {
 	/* the write leader the node's own catalog names (PGD routing) */
 	char catalog_write_leader[NODE_NAME_MAX];
 
-	/* the cluster as this node's catalog sees it */
+	/* the cluster as this node's catalog sees it: owned, n_peers entries, NULL if none */
 	int n_peers;
-	struct peer_fact peers[MAX_PEERS];
-	int64_t peer_up_since_ms[MAX_PEERS];
+	struct node_peer *peers;
 };
 
 struct agent {

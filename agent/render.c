@@ -179,7 +179,7 @@ static void render_cluster_json(const struct agent *a, struct evbuffer *out)
 	json_key(out, "peers");
 	evbuffer_add(out, "[", 1);
 	for (int i = 0; i < a->nodes[0]->n_peers; i++) {
-		const struct peer_fact *p = &a->nodes[0]->peers[i];
+		const struct peer_fact *p = &a->nodes[0]->peers[i].fact;
 
 		evbuffer_add_printf(out, "%s{", i ? ", " : "");
 		json_string_field(out, "name", p->name);
