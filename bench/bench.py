@@ -894,7 +894,9 @@ class Bench:
         top = fl["rows"][-1]     # the largest fleet, measured last
         n = top["nodes"]
         label = (" (quick run)" if n < 1000 else "") + (
-            ", Unix sockets" if top.get("transport") == "unix" else "")
+            ", Unix sockets" if top.get("transport") == "unix" else "") + (
+            f", interval {top['interval_ms'] / 1000:g}s (at 1s this machine's servers "
+            "saturate: §7)" if top["interval_ms"] != 1000 else "")
         # against the default timeout (2s), the one the fleet runs with
         bound = (top["interval_ms"] + fl["timeout_ms"]) / 1000
         if top.get("saturated"):
@@ -912,7 +914,9 @@ class Bench:
                   top["age_max_s"] < bound))
         S.append((f"fleet of {n} nodes: /metrics response time{label}",
                   f"p99 {top['metrics_p99_ms']:.1f} ms, p50 {top['metrics_p50_ms']:.1f} ms "
-                  f"({top['metrics_bytes']:,} bytes)", "< 50 ms", top["metrics_p99_ms"] < 50))
+                  f"({top['metrics_bytes']:,} bytes; the agent's CPU per GET "
+                  f"{top.get('metrics_cpu_ms', float('nan')):.1f} ms)", "< 50 ms",
+                  top["metrics_p99_ms"] < 50))
         sm = fl["storm"]
         S.append((f"reconnect storm after a whole-fleet outage ({sm['nodes']} nodes){label}",
                   f"busiest 100 ms: {sm['busiest_share'] * 100:.0f}% of the {sm['connections']} "
@@ -1174,8 +1178,10 @@ class Bench:
             "examples as they are, configured only through their environment variables: "
             "`httpchk.cfg` (one agent per node, HTTP), `agent-check.cfg` (the same agents' "
             "agent-check port) and `spoe-tcp.cfg` + `pgbdr-spoe.conf` (new connections go to "
-            "the write leader named by one central agent). The Lua integration is one more "
-            "entry in `failover.INTEGRATIONS` once it is merged. Shipped check timings: "
+            "the write leader named by one central agent) and `lua-tcp.cfg` + `pgbdr.lua` "
+            "(the script polls the same central agent every "
+            f"{fo['shipped'].get('lua_poll_ms', 500):.0f} ms, the shipped default, and leaves only "
+            "the write leader READY in `pg_write`). Shipped check timings: "
             f"httpchk inter {fo['shipped']['httpchk_inter_ms']:.0f} ms, fastinter "
             f"{fo['shipped']['httpchk_fastinter_ms']:.0f} ms, fall 2; agent-check agent-inter "
             f"{fo['shipped']['agent_inter_ms']:.0f} ms. The agents run with interval "
@@ -1205,9 +1211,10 @@ class Bench:
             f"{failover.MAX_GAP_P50_MS} / {failover.MAX_GAP_P99_MS} ms).\n")
         out.append(
             "Columns: **verdict**, the agent's answer changes (503 from the node's own agent; "
-            "another write leader from the central agent, for SPOE); **DOWN**, HAProxy's stats "
-            "show the server DOWN (for SPOE, which marks nothing down: the last new connection "
-            "routed to the failed node); **traffic**, the first new client connection landing "
+            "another write leader from the central agent, for SPOE and Lua); **DOWN**, HAProxy's "
+            "stats show the server DOWN (for Lua: out of READY, put in MAINT by the script; for "
+            "SPOE, which marks nothing down: the last new connection routed to the failed "
+            "node); **traffic**, the first new client connection landing "
             "on a healthy node after the last one that landed on the failed node (for SPOE: "
             "on the new write leader). Under leastconn a failed node that holds its "
             "connections open (hung, black-holed) is avoided before it is DOWN, so traffic "
@@ -1247,7 +1254,7 @@ class Bench:
         out.append("## 7. Fleet scale\n")
         out.append(
             "How measured: `bench/fleet.py`. One agent watches N nodes at interval "
-            f"1s (one row at 3s, see below), timeout {fl['timeout_ms'] / 1000:g}s, with the "
+            f"1s (and 1000 at 3s, see below), timeout {fl['timeout_ms'] / 1000:g}s, with the "
             "default `max_connecting` 16 (before that bound, 70 or more nodes starting "
             "together never came up at 2s on this machine; see PROFILE.md §5): "
             "databases copied from one template with the BDR 1/2 emulation, spread over "
@@ -1269,16 +1276,20 @@ class Bench:
             "judgement) is the same on both. At 1000 nodes the servers still cannot answer "
             "1000 probes a second here: that row is marked *saturated* when they answered under "
             "95% of them, and its ages and latencies are then the machine's. The row at interval "
-            "3s asks a third as much of them, to show the agent's own memory and reply times "
-            "at 1000 nodes.\n")
+            "3s asks a third as much of them, to show the agent's own memory, CPU and reply "
+            "times at 1000 nodes; the 1000-node targets are judged on it, and the reconnect "
+            "storm runs with it.\n")
         out.append("| nodes | transport | interval | all ready after | agent CPU | RssAnon | probes/s | CPU per probe "
                    "| status age p99 / max | /status p50 / p99 | /status size "
                    "| /metrics p50 / p99 | /metrics size |")
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in fl["rows"]:
             sat = " (*saturated*)" if r.get("saturated") else ""
+            ready = (f"{r['ready_s']:.1f} s" if r.get("ready_s") is not None else
+                     f"never ({r.get('never_ready')} of {r['nodes']} not within "
+                     f"{fleet.READY_WAIT_S} s)")
             out.append(f"| {r['nodes']} | {r.get('transport', 'tcp')} | "
-                       f"{r['interval_ms'] / 1000:g}s | {r['ready_s']:.1f} s | {r['cpu_pct']:.1f}% | "
+                       f"{r['interval_ms'] / 1000:g}s | {ready} | {r['cpu_pct']:.1f}% | "
                        f"{r['rss_anon_kb'] / 1024:.1f} MB | {r['probes_per_s']:.0f}{sat} | "
                        f"{r['cpu_us_per_probe']:.0f} µs | {r['age_p99_s']:.2f} / "
                        f"{r['age_max_s']:.2f} s | {r['status_p50_ms']:.1f} / "
@@ -1286,6 +1297,14 @@ class Bench:
                        f"{r['metrics_p50_ms']:.1f} / {r['metrics_p99_ms']:.1f} ms | "
                        f"{r['metrics_bytes']:,} B |")
         out.append("")
+        if all("metrics_cpu_ms" in r for r in fl["rows"]):
+            out.append(
+                "The agent's own CPU per GET (its CPU over the 20 GETs, the probes' share "
+                "taken off): what a reply costs it, whatever the run queue adds to the response "
+                "time above: " + "; ".join(
+                    f"{r['nodes']} nodes ({r['interval_ms'] / 1000:g}s) /status "
+                    f"{r['status_cpu_ms']:.1f} ms, /metrics {r['metrics_cpu_ms']:.1f} ms"
+                    for r in fl["rows"]) + ".\n")
         sm = fl["storm"]
         out.append(
             f"Reconnect storm: with {sm['nodes']} nodes ({sm.get('transport', 'tcp')}), every PostgreSQL server stopped at once "

@@ -9,13 +9,15 @@ in database "app") are watched, all at the same time, by:
   agent-check  haproxy-examples/agent-check.cfg, the same agents (agent port)
   spoe         haproxy-examples/spoe-tcp.cfg + pgbdr-spoe.conf: new client
                connections go to the write leader named by one central agent
+  lua          haproxy-examples/lua-tcp.cfg + pgbdr.lua: the script polls the
+               same central agent and leaves only the write leader READY in
+               pg_write (the others in MAINT)
   classic      the classic checker (bench/classic/check.py under xinetd) with
                the seed's HAProxy settings: inter 5000 fastinter 2000 rise 2 fall 2
   pgsql-check  HAProxy's own "option pgsql-check", with the shipped
                httpchk.cfg check timings
 
-An integration is one entry of INTEGRATIONS; the Lua integration is added
-there when it is merged.
+An integration is one entry of INTEGRATIONS.
 
 Each fault hits the current write leader (node1 or node2, both active
 servers of httpchk.cfg and agent-check.cfg; node3 is never faulted, so its
@@ -95,24 +97,28 @@ AGENT_TIMEOUT_MS = 1000
 
 
 def shipped_ms(cfg, var):
-    """The default of "${VAR-default}" in a shipped example, in ms."""
+    """The default of "${VAR-default}" in a shipped example, in ms (a
+    bare number is ms, as pgbdr.lua's settings are)."""
     with open(os.path.join(HAPROXY_EXAMPLES, cfg)) as f:
-        m = re.search(r"\$\{" + var + r"-([0-9.]+)(ms|s)\}", f.read())
+        m = re.search(r"\$\{" + var + r"-([0-9.]+)(ms|s)?\}", f.read())
     if not m:
         raise RuntimeError(f"{cfg}: no default for {var}")
-    return float(m.group(1)) * (1 if m.group(2) == "ms" else 1000)
+    return float(m.group(1)) * (1000 if m.group(2) == "s" else 1)
 
 
 # what the shipped configs use (haproxy-examples/*.cfg defaults)
 SHIPPED = {"httpchk_inter_ms": shipped_ms("httpchk.cfg", "PGBDR_CHECK_INTER"),
            "httpchk_fastinter_ms": shipped_ms("httpchk.cfg", "PGBDR_CHECK_FASTINTER"),
-           "agent_inter_ms": shipped_ms("agent-check.cfg", "PGBDR_AGENT_INTER")}
+           "agent_inter_ms": shipped_ms("agent-check.cfg", "PGBDR_AGENT_INTER"),
+           "lua_poll_ms": shipped_ms("lua-tcp.cfg", "PGBDR_POLL_INTERVAL")}
 SEED = "inter 5000 fastinter 2000 rise 2 fall 2"
 
 
 # Every integration measured. kind "check": HAProxy marks a server DOWN
 # (pxname, svname per node); kind "route": HAProxy routes each new
-# connection by the agent's answer (one backend per node).
+# connection by the agent's answer (one backend per node); kind
+# "leader": a script leaves only the write leader's server READY and puts
+# the others in MAINT (its "down": the failed node's server not UP).
 # inter_ms: how often HAProxy asks (0: on every new connection).
 # traffic: the key of the frontend port that client connections probe.
 # verdict: which agent's answer is its verdict ("node": the faulted node's
@@ -130,6 +136,9 @@ INTEGRATIONS = [
     {"name": "spoe", "haproxy": "spoe", "kind": "route",
      "server": lambda n: (f"pg_{n}", n), "traffic": "spoe", "verdict": "leader",
      "batch": "agent", "inter_ms": 0},
+    {"name": "lua", "haproxy": "lua", "kind": "leader",
+     "server": lambda n: ("pg_write", n), "traffic": "lua", "verdict": "leader",
+     "batch": "agent", "inter_ms": SHIPPED["lua_poll_ms"]},
     {"name": "classic", "haproxy": "baseline", "kind": "check",
      "server": lambda n: ("classic", n), "traffic": None, "verdict": None,
      "batch": "baseline"},
@@ -202,6 +211,13 @@ def stats(hp):
         if len(f) > istot and f[isv] not in ("FRONTEND", "BACKEND"):
             out[(f[ipx], f[isv])] = (f[ist], int(f[istot] or 0))
     return out
+
+
+def server_down(sample, integ, target):
+    """Whether integration integ's HAProxy shows target's server taken
+    out in this sample: DOWN for a check, not UP (MAINT) for a leader."""
+    status = sample["stats"][integ["haproxy"]][integ["server"](target)][0]
+    return status.startswith("DOWN") if integ["kind"] == "check" else not status.startswith("UP")
 
 
 def agent_batch():
@@ -407,6 +423,15 @@ class AgentBatch:
                    PGBDR_SPOE_CONF=os.path.join(HAPROXY_EXAMPLES, "pgbdr-spoe.conf"),
                    PGBDR_SPOE_AGENT=f"127.0.0.1:{self.spoe_port}")
         self.haproxies["spoe"] = HAProxy(self.reg, "spoe-tcp.cfg", env)
+
+        self.frontend["lua"] = free_port()
+        lua_map = os.path.join(self.reg.mkdtemp("lua-map"), "pgbdr.map")
+        open(lua_map, "w").close()      # the script's map must exist
+        env = dict(nodes_env, PGBDR_WRITE_LISTEN=f"127.0.0.1:{self.frontend['lua']}",
+                   PGBDR_READ_LISTEN=f"127.0.0.1:{free_port()}",
+                   PGBDR_AGENTS=f"127.0.0.1:{self.central.port}", PGBDR_MAP=lua_map,
+                   PGBDR_LUA_SCRIPT=os.path.join(HAPROXY_EXAMPLES, "pgbdr.lua"))
+        self.haproxies["lua"] = HAProxy(self.reg, "lua-tcp.cfg", env)
         for hp in self.haproxies.values():
             r = hp.check_config()
             if r.returncode != 0:
@@ -432,6 +457,11 @@ class AgentBatch:
             if st != "UP":
                 return False
         return http_code(self.agents[name].port)[0] == 200
+
+    def leader_servers_up(self, lead):
+        """The "leader" integrations show lead's server UP (lifted)."""
+        return all(stats(self.haproxies[i["haproxy"]]).get(i["server"](lead), ("?", 0))[0] == "UP"
+                   for i in agent_batch() if i["kind"] == "leader")
 
     def sample(self, target, probe, socks):
         t = time.monotonic()
@@ -463,7 +493,8 @@ class AgentBatch:
             if lead not in ACTIVE:
                 return False
             other = ACTIVE[1 - ACTIVE.index(lead)]
-            return lead if self.all_up(lead) and self.all_up(other) else False
+            return lead if (self.all_up(lead) and self.all_up(other) and
+                            self.leader_servers_up(lead)) else False
         target = wait_for(ready, 90, interval=0.1, desc="a leader UP everywhere")
         samples, socks = [], []
         end_baseline = time.monotonic() + 0.2
@@ -486,8 +517,7 @@ class AgentBatch:
             seen[0] = seen[0] or s["node_code"] != 200
             seen[1] = seen[1] or s["leader"] not in (target, None)
             if seen_at is None and all(seen) and all(
-                    s["stats"][i["haproxy"]][i["server"](target)][0].startswith("DOWN")
-                    for i in agent_batch() if i["kind"] == "check"):
+                    server_down(s, i, target) for i in agent_batch() if i["kind"] != "route"):
                 seen_at = s["t"]
             # the full evaluation once the traffic has had time to settle
             if seen_at is not None and s["t"] - seen_at >= SETTLE_S and s["t"] >= next_eval:
@@ -539,10 +569,8 @@ class AgentBatch:
         ev["central-agent verdict"] = first(lambda s: s["leader"] not in (target, None))
         for integ in agent_batch():
             name = integ["name"]
-            px, sv = integ["server"](target)
-            if integ["kind"] == "check":
-                ev[f"{name} down"] = first(
-                    lambda s: s["stats"][integ["haproxy"]][(px, sv)][0].startswith("DOWN"))
+            if integ["kind"] != "route":
+                ev[f"{name} down"] = first(lambda s: server_down(s, integ, target))
             if integ["traffic"] and before:
                 # session counts per server of this integration's HAProxy
                 def stot(s, node):
