@@ -1302,7 +1302,8 @@ class Bench:
                 "The agent's own CPU per GET (its CPU over the 20 GETs, the probes' share "
                 "taken off): what a reply costs it, whatever the run queue adds to the response "
                 "time above: " + "; ".join(
-                    f"{r['nodes']} nodes ({r['interval_ms'] / 1000:g}s) /status "
+                    f"{r['nodes']} nodes ({r.get('transport', 'tcp')}, "
+                    f"{r['interval_ms'] / 1000:g}s) /status "
                     f"{r['status_cpu_ms']:.1f} ms, /metrics {r['metrics_cpu_ms']:.1f} ms"
                     for r in fl["rows"]) + ".\n")
         sm = fl["storm"]
