@@ -330,7 +330,8 @@ static void on_etcd_reply(void *arg)
  * The peers this round's catalog names, each keeping its "up since"
  * across rounds (matched by name). Sized to the catalog: a node whose
  * catalog names none, as most in a central agent's fleet, holds nothing.
- * On allocation failure the last list stays.
+ * Out of memory, the list is dropped rather than kept stale (fail
+ * closed): an agent that knows no peer does not lead alone.
  */
 static void remember_peers(struct node *n, const struct node_facts *facts, int64_t now)
 {
@@ -338,7 +339,7 @@ static void remember_peers(struct node *n, const struct node_facts *facts, int64
 	struct node_peer *next = NULL;
 
 	if (count > 0 && !(next = calloc((size_t)count, sizeof(*next))))
-		return;
+		count = 0;
 	for (int i = 0; i < count; i++) {
 		int64_t since = 0;
 
