@@ -133,6 +133,16 @@ class PhasedSampler:
     def elapsed(self):
         return round(time.monotonic() - self.t0, 3)
 
+    def wait_in_phase(self, count, timeout):
+        """Returns once `count` samples carry the current phase: a phase
+        that a test asserts on is not left before it has been sampled
+        (a sample started before mark() carries the phase before)."""
+        phase, end = self.phase, time.monotonic() + timeout
+        while sum(1 for s in self.samples if s[1] == phase) < count:
+            if time.monotonic() > end:
+                raise AssertionError(f"under {count} samples in phase {phase!r} after {timeout}s")
+            time.sleep(0.02)
+
     def sample(self):
         raise NotImplementedError
 

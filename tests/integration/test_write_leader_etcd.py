@@ -377,6 +377,10 @@ def test_central_agents_two_haproxies_never_two_writers(module_registry, pg, per
         wait_for(lambda: all(up_writers(h) == ["node2"] for h in haproxies), SETTLE + 10,
                  interval=0.1, desc="both HAProxies: node2 UP")
         sampler.mark("node2 leads")
+        # sampled while node1 is still out (seen in CI under ASan: the
+        # phase below, node1's reset up to its agents' "ready", ended
+        # before the sampler's next turn, and the check on it found none)
+        sampler.wait_in_phase(2, 5)
         reset_node(pg, "node1")
         for a in centrals.values():
             a.wait_state("node1", "ready", 10)
@@ -423,7 +427,8 @@ def test_central_agents_two_haproxies_never_two_writers(module_registry, pg, per
     sampler.check_never_two()
     frozen = [u for _, p, _, u in sampler.samples if p == "etcd frozen past ttl"]
     assert frozen and not frozen[-1], sampler.text()
-    assert any(u == ["node2"] for _, p, _, u in sampler.samples if p == "node2 leads")
+    assert any(u == ["node2"] for _, p, _, u in sampler.samples
+               if p == "node2 leads"), sampler.text()
 
 
 class HostileGateway:
