@@ -65,6 +65,16 @@ class Etcd:
             return None
         return base64.b64decode(kvs[0]["value"]).decode(), kvs[0].get("lease")
 
+    def raft_leader(self):
+        """Whether this member says it leads the raft group (its own
+        status, answered without a quorum); None when it does not answer."""
+        try:
+            st = self.post("/v3/maintenance/status", {}, timeout=1)
+        except OSError:
+            return None
+        return st.get("leader") not in (None, "0") and \
+            st.get("leader") == st.get("header", {}).get("member_id")
+
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
 
