@@ -43,9 +43,10 @@ def fleet(module_registry):
             "dsn": f"host=/nonexistent/pgbdr-test-{i % 4} dbname=db{i} user=x",
             "flavor": "plain"}))
     a = Agent(module_registry, sections, name="metrics-fleet").start()
-    wait_for(lambda: "# out of memory" not in get_metrics(a.port)[1]
-             and len(node_names(parse_metrics(get_metrics(a.port)[1]))) == NODES,
-             30, desc=f"/metrics names {NODES} nodes")
+    def all_named():
+        body = get_metrics(a.port)[1]
+        return "# out of memory" not in body and len(node_names(parse_metrics(body))) == NODES
+    wait_for(all_named, 30, desc=f"/metrics names {NODES} nodes")
     return a
 
 
